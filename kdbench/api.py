@@ -1,0 +1,264 @@
+"""The public types plugin authors use: Method, Pair, Dataset, Outputs, Budget.
+
+A method sees `Outputs` and labels, never a model class; a pair says how to build the
+teacher and the student and which taps both expose; a dataset hands back in-memory
+tensors with fixed splits. Everything here is plain data plus a few overridable hooks.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, ClassVar, Mapping
+
+import torch
+from torch import Tensor, nn
+
+from .errors import UsageError, suggest
+
+#: Every tap a model can expose. `logits` is always there.
+TAPS: frozenset[str] = frozenset({"logits", "features", "hidden_states", "attentions", "embeddings"})
+
+
+@dataclass
+class Outputs:
+    """What a model exposes to a method: logits plus the taps it was asked for.
+
+    A tap that was not asked for, or that the model cannot expose, is None.
+    `features` are NCHW maps (CNN stages, ViT tokens reshaped), shallow to deep;
+    `hidden_states` are (B, L, D) per transformer layer, first layer to last, and
+    `embeddings` the (B, L, D) embedding-layer output; `attentions` are (B, H, L, L)
+    per layer. `mask` is the (B, L) attention mask of text inputs (1 = real token).
+    """
+
+    logits: Tensor
+    features: list[Tensor] | None = None
+    hidden_states: list[Tensor] | None = None
+    attentions: list[Tensor] | None = None
+    embeddings: Tensor | None = None
+    mask: Tensor | None = None
+
+    def detach(self) -> "Outputs":
+        def _d(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                return v.detach()
+            if isinstance(v, (list, tuple)):
+                return [t.detach() for t in v]
+            return v
+
+        return Outputs(**{f.name: _d(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """Cast a `--set` value (often a string) to the type of its default."""
+    if default is None or not isinstance(value, str):
+        return value
+    try:
+        if isinstance(default, bool):
+            low = value.lower()
+            if low not in {"true", "false", "1", "0", "yes", "no"}:
+                raise ValueError(value)
+            return low in {"true", "1", "yes"}
+        if isinstance(default, int):
+            return int(value)
+        if isinstance(default, float):
+            out = float(value)
+            if not math.isfinite(out):
+                raise ValueError(value)
+            return out
+        if isinstance(default, (list, tuple)):
+            parts = [p for p in value.replace(";", ",").split(",") if p.strip()]
+            kind = type(default[0]) if default else str
+            return type(default)(kind(p) for p in parts)
+    except ValueError:
+        raise UsageError(
+            f"hyper-parameter {key}={value!r} is not a valid {type(default).__name__}"
+        ) from None
+    return value
+
+
+class Method:
+    """A distillation method: a loss over student and teacher `Outputs` plus labels.
+
+    Subclasses set `name`, `needs` (the taps `loss` reads) and `defaults` (the
+    hyper-parameters, overridable with `--set name.key=value`) and implement `loss`.
+    `self.progress` is the fraction of the budget spent (0 → 1); the training loop
+    updates it before every step, so phased schedules need no private loop.
+    """
+
+    name: ClassVar[str] = ""
+    needs: ClassVar[frozenset[str] | set[str]] = frozenset({"logits"})
+    defaults: ClassVar[dict[str, Any]] = {}
+    #: False for methods that never look at the teacher (the loop then skips it).
+    uses_teacher: ClassVar[bool] = True
+
+    def __init__(self, **overrides: Any) -> None:
+        unknown = set(overrides) - set(self.defaults)
+        if unknown:
+            key = sorted(unknown)[0]
+            raise UsageError(
+                f"method {self.name!r} has no hyper-parameter {key!r}"
+                + suggest(key, self.defaults, "known: ")
+            )
+        values = {k: _coerce(f"{self.name}.{k}", overrides.get(k, v), v) for k, v in self.defaults.items()}
+        self.hp = SimpleNamespace(**values)
+        self.progress = 0.0
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def adapters(self, student: Outputs, teacher: Outputs) -> nn.Module | None:
+        """Build learnable modules (projections, branches) from sample outputs.
+
+        Keep a reference on `self` to use them in `loss`; return them so they train
+        with the student. They are counted apart from the deployable student.
+        """
+        return None
+
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> dict[str, Tensor]:
+        """Named scalar loss terms; the loop sums them."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How one pair trains under one profile: sizes, steps and optimiser settings."""
+
+    steps: int
+    teacher_steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    teacher_lr: float = 1e-3
+    weight_decay: float = 0.0
+    train_limit: int | None = None  # examples of the train split used (None = all)
+    eval_limit: int | None = None  # examples of val/test evaluated (None = all)
+    grad_clip: float = 10.0
+    extra: Mapping[str, Any] = field(default_factory=dict)  # pair-specific sizes, e.g. max_len
+
+
+class Pair:
+    """A teacher/student pair on one dataset.
+
+    `build_student` receives the (trained) teacher so a student can be initialised
+    from it (DistilBERT-style); it must be deterministic given the global torch seed.
+    """
+
+    name: ClassVar[str] = ""
+    dataset: ClassVar[str] = ""
+    taps: ClassVar[frozenset[str] | set[str]] = frozenset({"logits"})
+    schedules: ClassVar[dict[str, Schedule]] = {}
+    #: Whether training batches are randomly augmented (then teacher outputs cannot be cached).
+    augmented: ClassVar[bool] = False
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def schedule(self, profile: str) -> Schedule:
+        if profile not in self.schedules:
+            raise UsageError(
+                f"pair {self.name!r} has no profile {profile!r}" + suggest(profile, self.schedules, "known: ")
+            )
+        return self.schedules[profile]
+
+    def dataset_options(self, profile: str) -> dict[str, Any]:
+        """Keyword arguments for the dataset's `load` (a tokenizer, a sequence length)."""
+        return {}
+
+    def teacher_recipe(self, profile: str) -> dict[str, Any]:
+        """What identifies the teacher in the zoo; pairs with equal recipes share one."""
+        raise NotImplementedError
+
+    def build_teacher(self, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, inputs: Any, needs: frozenset[str] | set[str]) -> Outputs:
+        """Run `model` and expose the taps in `needs` (default: see `kdbench.taps`)."""
+        from .taps import outputs
+
+        return outputs(model, inputs, frozenset(needs))
+
+    def example_inputs(self, splits: "Splits", batch_size: int) -> Any:
+        """Inputs used to time and count FLOPs; the first `batch_size` test examples."""
+        return splits.test.take(batch_size).x
+
+
+@dataclass
+class TensorData:
+    """One split in memory: `x` a tensor or a dict of tensors (text), `y` int labels."""
+
+    x: Tensor | dict[str, Tensor]
+    y: Tensor
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def index(self, idx: Tensor) -> "TensorData":
+        if isinstance(self.x, dict):
+            return TensorData({k: v[idx] for k, v in self.x.items()}, self.y[idx])
+        return TensorData(self.x[idx], self.y[idx])
+
+    def take(self, n: int | None) -> "TensorData":
+        if n is None or n >= len(self):
+            return self
+        return self.index(torch.arange(n))
+
+    def to(self, device: torch.device | str) -> "TensorData":
+        if isinstance(self.x, dict):
+            return TensorData({k: v.to(device) for k, v in self.x.items()}, self.y.to(device))
+        return TensorData(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Splits:
+    """Fixed train / validation / test splits; test is read only for final evaluation."""
+
+    train: TensorData
+    val: TensorData
+    test: TensorData
+    num_classes: int
+    fingerprint: str = ""  # identifies the data (for the teacher card)
+
+
+class Dataset:
+    """A named data source loaded into memory as tensors with fixed splits."""
+
+    name: ClassVar[str] = ""
+    num_classes: ClassVar[int] = 0
+
+    @classmethod
+    def describe(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    def load(self, data_dir: Path | None = None, **options: Any) -> Splits:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Budget:
+    """The training allowance of one cell: optimizer steps, or wall-clock seconds."""
+
+    mode: str = "steps"  # "steps" or "time"
+    steps: int | None = None
+    seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in {"steps", "time"}:
+            raise UsageError(f"budget mode must be 'steps' or 'time', not {self.mode!r}")
+        if self.steps is not None and self.steps <= 0:
+            raise UsageError(f"the budget must be a positive number of steps, not {self.steps}")
+        if self.seconds is not None and not self.seconds > 0:
+            raise UsageError(f"the budget must be a positive number of seconds, not {self.seconds}")
+        if self.mode == "time" and self.seconds is None:
+            raise UsageError("--budget-mode time needs --budget-seconds S")
+        if self.mode == "steps" and self.seconds is not None:
+            raise UsageError("--budget-seconds needs --budget-mode time")
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

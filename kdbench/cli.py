@@ -1,0 +1,208 @@
+"""The `kdbench` command line: run, report, list, teachers.
+
+User mistakes print one line, `kdbench: error: ...`, and exit with code 2.
+"""
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from .errors import UsageError
+
+EXIT_USAGE = 2
+EXIT_CELLS_FAILED = 1
+
+
+def _names(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+plugin_option = click.option(
+    "--plugin", "plugins", multiple=True, metavar="MODULE",
+    help="Also load this plugin module (import name or path to a .py file); repeatable.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="kdbench")
+def cli() -> None:
+    """kdbench: which distillation method makes the best student, and what does it cost?
+
+    \b
+    Typical use:
+      kdbench run --methods student-only,hinton --pairs mlp-hinton --profile smoke --seeds 2 --out runs/smoke
+      kdbench report runs/smoke --output leaderboard.md
+      kdbench list methods
+    """
+
+
+@cli.command()
+@click.option("--methods", help="Comma-separated methods (default: every method).")
+@click.option("--pairs", help="Comma-separated teacher/student pairs (default: every pair).")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0..N-1) per cell.")
+@click.option("--profile", default="quick", show_default=True,
+              help="Size class: smoke (tests), quick (default run), standard (leaderboard), paper (GPU+internet).")
+@click.option("--budget-mode", type=click.Choice(["steps", "time"]), default="steps", show_default=True,
+              help="Budget each cell by optimizer steps or by wall-clock seconds (teacher forwards included).")
+@click.option("--budget-steps", type=int, help="Optimizer steps per cell (default: the profile's).")
+@click.option("--budget-seconds", type=float, help="Seconds per cell; needs --budget-mode time.")
+@click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
+              help="Override a method hyper-parameter, e.g. hinton.temperature=20; repeatable.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True,
+              help="Folder for the records (one JSON per cell). Re-running resumes.")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with dataset files (also $KDBENCH_DATA).")
+@click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option("--force", is_flag=True, help="Recompute cells that already have a record.")
+@click.option("--fail-fast", is_flag=True, help="Stop at the first failed cell.")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
+@plugin_option
+def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget_mode: str,
+        budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
+        data_dir: Path | None, device: str | None, force: bool, fail_fast: bool, quiet: bool,
+        plugins: Sequence[str]) -> None:
+    """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
+    from .plugins import load_registry
+    from .report import render_markdown
+    from .runner import RunConfig, Runner, plan
+
+    config = RunConfig(
+        profile=profile, out=out, budget_mode=budget_mode, budget_steps=budget_steps,
+        budget_seconds=budget_seconds, device=device, data_dir=data_dir, force=force,
+        fail_fast=fail_fast, progress=not quiet, command=shlex.join(["kdbench", *sys.argv[1:]]),
+    )
+    registry = load_registry(plugins)
+    for broken in registry.broken:
+        click.echo(f"kdbench: warning: {broken.error}", err=True)
+    cells = plan(registry, _names(methods), _names(pairs), seeds, sets)
+    summary = Runner(registry, config).run(cells)
+    click.echo(render_markdown(summary.records, title=f"kdbench run → {out}"))
+    click.echo(f"{len(summary.written)} cells run, {len(summary.reused)} reused from {out}, "
+               f"{len(summary.failed)} failed.")
+    for r in summary.failed:
+        click.echo(f"FAILED {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error')}", err=True)
+    if summary.failed:
+        sys.exit(EXIT_CELLS_FAILED)
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--output", type=click.Path(path_type=Path), help="Write the report here (default: print it).")
+@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+def report(paths: Sequence[Path], output: Path | None, fmt: str) -> None:
+    """Tabulate the records under PATHS (folders or files; default: results/)."""
+    from .fsutil import atomic_write_text
+    from .report import render_csv, render_markdown
+    from .results import load_records
+
+    paths = list(paths) or [Path("results")]
+    for p in paths:
+        if not p.exists():
+            raise UsageError(f"{p}: no such file or folder")
+    records = load_records(paths)
+    if not records:
+        raise UsageError(f"no kdbench records under {', '.join(map(str, paths))}; run `kdbench run --out DIR` first")
+    text = render_markdown(records) if fmt == "md" else render_csv(records)
+    if output:
+        atomic_write_text(output, text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+@cli.command(name="list")
+@click.argument("kind", required=False, type=click.Choice(["methods", "pairs", "datasets"]))
+@plugin_option
+def list_(kind: str | None, plugins: Sequence[str]) -> None:
+    """List methods, pairs and datasets with where each came from; broken plugins last."""
+    from .plugins import load_registry
+
+    registry = load_registry(plugins)
+    for k in [kind] if kind else ["methods", "pairs", "datasets"]:
+        click.echo(f"{k}:")
+        for name, entry in sorted(getattr(registry, k).items()):
+            extra = ""
+            if k == "methods":
+                extra = f" needs={','.join(sorted(entry.obj.needs))}"
+            elif k == "pairs":
+                extra = f" dataset={entry.obj.dataset} taps={','.join(sorted(entry.obj.taps))}"
+            click.echo(f"  {name:<16} [{entry.origin}]{extra}  {entry.description}")
+    if registry.broken:
+        click.echo("broken plugins:")
+        for b in registry.broken:
+            click.echo(f"  BROKEN {b.plugin} [{b.origin}]: {b.error}")
+
+
+@cli.group()
+def teachers() -> None:
+    """The teacher zoo ($KDBENCH_HOME/teachers, default ~/.cache/kdbench)."""
+
+
+@teachers.command(name="list")
+def teachers_list() -> None:
+    """Cached teachers with their accuracy and checkpoint sha256."""
+    from .zoo import Zoo
+
+    zoo = Zoo()
+    cards = zoo.cards()
+    if not cards:
+        click.echo(f"no teachers in {zoo.root}")
+    for c in cards:
+        click.echo(f"{c['key']:<32} {c['profile']:<9} test_acc={c['test_acc'] * 100:.2f}% "
+                   f"params={c['params']:,} sha256={c['sha256'][:12]}")
+
+
+@teachers.command(name="train")
+@click.option("--pairs", help="Comma-separated pairs (default: every pair).")
+@click.option("--profile", default="quick", show_default=True)
+@click.option("--data-dir", type=click.Path(path_type=Path))
+@click.option("--device")
+@plugin_option
+def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, device: str | None,
+                   plugins: Sequence[str]) -> None:
+    """Train (or verify) the teachers of the given pairs."""
+    from .plugins import load_registry
+    from .runner import RunConfig, Runner
+
+    registry = load_registry(plugins)
+    names = _names(pairs) or sorted(registry.pairs)
+    runner = Runner(registry, RunConfig(profile=profile, data_dir=data_dir, device=device))
+    runner.zoo.check_writable()
+    for name in names:
+        pair = registry.pair(name).obj()
+        teacher = runner.teacher(pair, runner.data(pair))
+        click.echo(f"{name}: {teacher.card['key']} test_acc={teacher.card['test_acc'] * 100:.2f}%")
+
+
+def main(argv: Sequence[str] | None = None) -> Any:
+    """Entry point: one-line errors with exit code 2 for user mistakes."""
+    try:
+        return cli.main(args=argv, prog_name="kdbench", standalone_mode=False)
+    except UsageError as exc:
+        click.echo(f"kdbench: error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.UsageError as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError" and exc.ctx is not None:  # bare `kdbench`
+            click.echo(exc.ctx.get_help())
+            sys.exit(0)
+        hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
+        click.echo(f"kdbench: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.exceptions.Abort:
+        click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"kdbench: error: {exc.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

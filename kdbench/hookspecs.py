@@ -1,0 +1,40 @@
+"""The plugin contract: every hook kdbench calls, in one place.
+
+A plugin is a module (or object) with functions marked `@kdbench.hookimpl`, found
+through the entry-point group ``kdbench`` or given with ``--plugin module``. The
+built-in methods, pairs and datasets are plugins of exactly this kind.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("kdbench")
+hookimpl = pluggy.HookimplMarker("kdbench")
+
+
+@hookspec
+def kdbench_methods() -> list[type]:
+    """Return `kdbench.Method` subclasses this plugin provides.
+
+    Called once when the registry loads. Names must be unique across all plugins.
+    """
+
+
+@hookspec
+def kdbench_pairs() -> list[type]:
+    """Return `kdbench.Pair` subclasses (teacher/student pairs) this plugin provides."""
+
+
+@hookspec
+def kdbench_datasets() -> list[type]:
+    """Return `kdbench.Dataset` subclasses this plugin provides."""
+
+
+@hookspec
+def kdbench_record_written(record: dict[str, Any]) -> None:
+    """Called after every record is written, with the record as a dict (for sinks).
+
+    An exception here is reported as a warning and never loses the record.
+    """

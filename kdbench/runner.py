@@ -1,0 +1,347 @@
+"""Plan the grid of cells, check it, run it, and write one record per cell.
+
+cells = pairs × methods × seeds. Every check that can fail (names, taps, hyper-
+parameters, budgets, folders) runs before any training. Cells whose complete record
+already exists under `--out` are skipped, so re-running a command resumes it.
+"""
+from __future__ import annotations
+
+import os
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from .api import Budget, Method, Pair, Splits
+from .data import limit
+from .errors import UsageError, suggest
+from .measure import count_params, flops_per_example, latency_ms
+from .plugins import Registry
+from .results import cell_id, git_sha, read_record, record_path, versions, write_record
+from .train import NumericalFault, accuracy, predict, train
+from .zoo import Teacher, Zoo
+
+PROFILES = ("smoke", "quick", "standard", "paper")
+
+
+@dataclass(frozen=True)
+class Cell:
+    pair: str
+    method: str
+    seed: int
+    hparams: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass
+class RunConfig:
+    profile: str = "quick"
+    out: Path = Path("runs")
+    budget_mode: str = "steps"
+    budget_steps: int | None = None
+    budget_seconds: float | None = None
+    device: str | None = None
+    data_dir: Path | None = None
+    zoo_root: Path | None = None
+    force: bool = False
+    fail_fast: bool = False
+    progress: bool = True
+    command: str = ""
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise UsageError(f"unknown profile {self.profile!r}" + suggest(self.profile, PROFILES, "known profiles: "))
+        Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates
+
+    def budget(self, schedule_steps: int) -> Budget:
+        if self.budget_mode == "time":
+            return Budget("time", self.budget_steps, self.budget_seconds)
+        return Budget("steps", self.budget_steps or schedule_steps)
+
+
+@dataclass
+class Summary:
+    written: list[dict[str, Any]] = field(default_factory=list)
+    reused: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def records(self) -> list[dict[str, Any]]:
+        return self.reused + self.written
+
+    @property
+    def failed(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if r["status"] != "ok"]
+
+
+def parse_sets(sets: Sequence[str], methods: Sequence[str], registry: Registry) -> dict[str, dict[str, str]]:
+    """`--set method.key=value` → {method: {key: value}}, checked against the defaults."""
+    out: dict[str, dict[str, str]] = {}
+    for item in sets:
+        name, eq, value = item.partition("=")
+        method, dot, key = name.strip().rpartition(".")
+        if not eq or not dot or not method or not key:
+            raise UsageError(f"--set {item!r}: expected METHOD.KEY=VALUE, e.g. hinton.temperature=4")
+        cls = registry.method(method).obj
+        if key not in cls.defaults:
+            raise UsageError(f"--set {item!r}: method {method!r} has no hyper-parameter {key!r}"
+                             + suggest(key, cls.defaults, "known: "))
+        if method not in methods:
+            raise UsageError(f"--set {item!r}: method {method!r} is not in --methods")
+        cls(**{key: value})  # type check now, before any training
+        out.setdefault(method, {})[key] = value.strip()
+    return out
+
+
+def plan(
+    registry: Registry,
+    methods: Sequence[str] | None,
+    pairs: Sequence[str] | None,
+    seeds: int,
+    sets: Sequence[str] = (),
+) -> list[Cell]:
+    """The cells to run. With no names given: every method × every compatible pair."""
+    if seeds < 1:
+        raise UsageError(f"--seeds must be at least 1, not {seeds}")
+    explicit = bool(methods) and bool(pairs)  # both named: an incompatible combination is an error
+    method_names = list(methods) if methods else sorted(registry.methods)
+    pair_names = list(pairs) if pairs else sorted(registry.pairs)
+    for name in method_names:
+        registry.method(name)
+    for name in pair_names:
+        registry.pair(name)
+    overrides = parse_sets(sets, method_names, registry)
+    cells = []
+    for p in pair_names:
+        pair = registry.pair(p).obj
+        for m in method_names:
+            method = registry.method(m).obj
+            missing = set(method.needs) - set(pair.taps) - {"logits"}
+            if missing:
+                if explicit:
+                    raise UsageError(
+                        f"method {m!r} needs taps {sorted(missing)} that pair {p!r} does not expose "
+                        f"(it has {sorted(pair.taps)})"
+                    )
+                continue  # default grid: skip incompatible combinations
+            for s in range(seeds):
+                cells.append(Cell(p, m, s, tuple(sorted(overrides.get(m, {}).items()))))
+    if not cells:
+        raise UsageError("no compatible method/pair combination to run")
+    return cells
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class Runner:
+    """Runs cells pair by pair: data and teacher once per pair, then each cell."""
+
+    def __init__(self, registry: Registry, config: RunConfig) -> None:
+        self.registry = registry
+        self.config = config
+        self.device = torch.device(config.device or default_device())
+        self.zoo = Zoo(config.zoo_root)
+
+    # -- checks ---------------------------------------------------------------
+    def check_out(self) -> None:
+        out = Path(self.config.out)
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out} is a file, not a folder")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            probe = out / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(f"--out {out} is not writable ({exc.strerror})") from None
+
+    def prepare(self) -> None:
+        """Checks that need no training: output folder, zoo folder, schedules."""
+        self.check_out()
+        self.zoo.check_writable()
+
+    # -- pair-level work ------------------------------------------------------
+    def data(self, pair: Pair) -> Splits:
+        """The pair's dataset, cut to the profile's sizes, on the training device."""
+        dataset = self.registry.dataset(pair.dataset).obj()
+        splits = dataset.load(self.config.data_dir, **pair.dataset_options(self.config.profile))
+        schedule = pair.schedule(self.config.profile)
+        return _splits_to(limit(splits, schedule.train_limit, schedule.eval_limit), self.device)
+
+    def teacher(self, pair: Pair, splits: Splits) -> Teacher:
+        schedule = pair.schedule(self.config.profile)
+        bar = tqdm(total=schedule.teacher_steps, desc=f"teacher {pair.name}", leave=False,
+                   disable=not self.config.progress)
+        try:
+            return self.zoo.get(pair, self.config.profile, splits, self.device, on_step=lambda s, l: bar.update(1))
+        finally:
+            bar.close()
+
+    def costs(self, pair: Pair, teacher: Teacher, splits: Splits) -> dict[str, Any]:
+        """Params, FLOPs and latency of teacher and student: the same for every method."""
+        torch.manual_seed(0)
+        student = pair.build_student(teacher.model, splits.num_classes).to(self.device)
+        big = pair.schedule(self.config.profile).extra.get("latency_batch", 256)
+        x1, xn = pair.example_inputs(splits, 1), pair.example_inputs(splits, big)
+        x1, xn = _to(x1, self.device), _to(xn, self.device)
+        lat = {}
+        for who, model in (("teacher", teacher.model), ("student", student)):
+            for tag, x in (("bs1", x1), ("bsN", xn)):
+                m = latency_ms(model, x)
+                lat[f"{who}_{tag}"] = m["median"]
+                lat[f"{who}_{tag}_iqr"] = m["iqr"]
+        return {
+            "params": {"teacher": count_params(teacher.model), "student": count_params(student)},
+            "flops": {"teacher": flops_per_example(teacher.model, x1), "student": flops_per_example(student, x1)},
+            "latency_ms": lat,
+            "latency_batch": int(_batch_size(xn)),
+            "speedup_bs1": lat["teacher_bs1"] / lat["student_bs1"],
+            "speedup_bsN": lat["teacher_bsN"] / lat["student_bsN"],
+        }
+
+    # -- cells ----------------------------------------------------------------
+    def identity(self, cell: Cell, pair: Pair, teacher_sha: str) -> dict[str, Any]:
+        schedule = pair.schedule(self.config.profile)
+        method = self.registry.method(cell.method).obj(**dict(cell.hparams))
+        return {
+            "pair": cell.pair,
+            "method": cell.method,
+            "seed": cell.seed,
+            "profile": self.config.profile,
+            "budget": self.config.budget(schedule.steps).as_dict(),
+            "hparams": vars(method.hp),
+            "teacher_sha256": teacher_sha,
+        }
+
+    def run_cell(self, cell: Cell, pair: Pair, splits: Splits, teacher: Teacher,
+                 costs: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+        schedule = pair.schedule(self.config.profile)
+        method: Method = self.registry.method(cell.method).obj(**dict(cell.hparams))
+        started = time.perf_counter()
+        record: dict[str, Any] = {
+            **identity,
+            "cell_id": cell_id(identity),
+            "dataset": pair.dataset,
+            "device": str(self.device),
+            "threads": torch.get_num_threads(),
+            "versions": versions(),
+            "git_sha": git_sha(),
+            "command": self.config.command,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "params": {**costs["params"], "adapters": 0},
+            "flops": costs["flops"],
+            "latency_ms": costs["latency_ms"],
+            "latency_batch": costs["latency_batch"],
+            "speedup_bs1": costs["speedup_bs1"],
+            "speedup_bsN": costs["speedup_bsN"],
+            "metrics": {"teacher_test_acc": teacher.card["test_acc"]},
+        }
+        bar = tqdm(desc=f"{cell.pair}/{cell.method}/seed{cell.seed}", total=identity["budget"]["steps"],
+                   leave=False, disable=not self.config.progress)
+        try:
+            torch.manual_seed(cell.seed)  # same student init for every method at this seed
+            student = pair.build_student(teacher.model, splits.num_classes).to(self.device)
+            use_teacher = method.uses_teacher
+            adapters = None
+            sample = splits.train.take(schedule.batch_size)
+            torch.manual_seed(cell.seed + 1)
+            s_out = pair.forward(student, sample.x, frozenset(method.needs) | {"logits"})
+            with torch.no_grad():
+                t_out = pair.forward(teacher.model, sample.x, frozenset(method.needs) | {"logits"}) if use_teacher else None
+            adapters = method.adapters(s_out.detach(), t_out)
+            if adapters is not None:
+                adapters = adapters.to(self.device)
+            record["params"]["adapters"] = count_params(adapters)
+            torch.manual_seed(cell.seed + 2)
+            result = train(
+                student, method, splits.train, self.config.budget(schedule.steps), schedule, pair.forward,
+                seed=cell.seed, teacher=teacher.model if use_teacher else None, adapters=adapters,
+                on_step=lambda s, l: bar.update(1),
+            )
+            test_acc = accuracy(predict(student, pair.forward, splits.test), splits.test.y)
+            val_acc = accuracy(predict(student, pair.forward, splits.val), splits.val.y)
+            record["metrics"].update({"test_acc": test_acc, "val_acc": val_acc})
+            record["train"] = {
+                "steps": result.steps,
+                "seconds": round(result.seconds, 4),
+                "teacher_seconds": round(result.teacher_seconds, 4),
+                "teacher": "live" if use_teacher else "none",
+            }
+            record["terms"] = result.terms
+            record["losses"] = [round(v, 6) for v in result.losses]
+            record["status"] = "ok"
+        except NumericalFault as exc:
+            record.update(status="failed", error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
+            if self.config.fail_fast:
+                raise
+            record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc(limit=6))
+        finally:
+            bar.close()
+        record["wall_seconds"] = round(time.perf_counter() - started, 3)
+        return record
+
+    def run(self, cells: Sequence[Cell]) -> Summary:
+        self.prepare()
+        summary = Summary()
+        by_pair: dict[str, list[Cell]] = {}
+        for c in cells:
+            by_pair.setdefault(c.pair, []).append(c)
+        grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
+        try:
+            for pair_name, pair_cells in by_pair.items():
+                pair = self.registry.pair(pair_name).obj()
+                splits = self.data(pair)
+                teacher = self.teacher(pair, splits)
+                todo = []
+                for cell in pair_cells:
+                    identity = self.identity(cell, pair, teacher.sha256)
+                    path = record_path(self.config.out, identity)
+                    existing = _complete(path)
+                    if existing is not None and not self.config.force:
+                        summary.reused.append(existing)
+                        grid.update(1)
+                    else:
+                        todo.append((cell, identity))
+                if not todo:
+                    continue
+                costs = self.costs(pair, teacher, splits)
+                for cell, identity in todo:
+                    record = self.run_cell(cell, pair, splits, teacher, costs, identity)
+                    write_record(self.config.out, record)
+                    self.registry.record_written(record)
+                    summary.written.append(record)
+                    grid.update(1)
+                    if record["status"] != "ok" and self.config.fail_fast:
+                        raise UsageError(f"cell {cell.pair}/{cell.method}/seed{cell.seed} failed: {record['error']}")
+        finally:
+            grid.close()
+        return summary
+
+
+def _complete(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        record = read_record(path)
+    except (OSError, ValueError):
+        return None
+    return record if record.get("status") == "ok" else None
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
+
+
+def _batch_size(x: Any) -> int:
+    return next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
+
+
+def _splits_to(splits: Splits, device: torch.device) -> Splits:
+    return Splits(splits.train.to(device), splits.val.to(device), splits.test.to(device),
+                  splits.num_classes, splits.fingerprint)

@@ -1,0 +1,152 @@
+"""The one training loop and its budget.
+
+Methods differ by their loss and adapters only. The loop runs the frozen teacher
+(unless the method ignores it or its outputs are cached), sums the method's named
+terms, steps AdamW with a cosine schedule over the budget, and stops when the budget
+(steps, or wall seconds with teacher forwards included) is spent. A non-finite loss
+or gradient ends the cell with the step and the term that caused it.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .api import Budget, Method, Outputs, Schedule, TensorData
+from .data import batch_indices
+
+Forward = Callable[[nn.Module, Any, frozenset[str]], Outputs]
+
+
+class NumericalFault(RuntimeError):
+    """A non-finite loss or gradient; the cell fails with this message."""
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    seconds: float
+    teacher_seconds: float
+    terms: dict[str, float]  # each loss term's last value
+    losses: list[float] = field(default_factory=list)  # total loss per step
+
+
+class SupervisedLoss(Method):
+    """Cross-entropy on labels; how teachers are trained (not a registered method)."""
+
+    name = "supervised"
+    uses_teacher = False
+
+    def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> dict[str, Tensor]:
+        return {"ce": F.cross_entropy(student.logits, labels)}
+
+
+def set_teacher_frozen(teacher: nn.Module) -> None:
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+
+
+def train(
+    student: nn.Module,
+    method: Method,
+    data: TensorData,
+    budget: Budget,
+    schedule: Schedule,
+    forward: Forward,
+    *,
+    seed: int,
+    lr: float | None = None,
+    teacher: nn.Module | None = None,
+    teacher_logits: Tensor | None = None,
+    adapters: nn.Module | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train `student` (and `adapters`) with `method` until `budget` is spent.
+
+    `data` must already be on the training device. The data order comes from `seed`
+    alone, so every method sees the same batches. `teacher_logits`, when given, are
+    the cached teacher logits for every training example and replace teacher forwards.
+    """
+    needs = frozenset(method.needs) | {"logits"}
+    use_teacher = method.uses_teacher and (teacher is not None or teacher_logits is not None)
+    params = list(student.parameters()) + (list(adapters.parameters()) if adapters is not None else [])
+    base_lr = lr if lr is not None else schedule.lr
+    opt = torch.optim.AdamW(params, lr=base_lr, weight_decay=schedule.weight_decay)
+    device = data.y.device
+    order = batch_indices(len(data), schedule.batch_size, seed, device)
+    total_steps = budget.steps if budget.mode == "steps" else None
+    student.train()
+    if adapters is not None:
+        adapters.train()
+    if teacher is not None:
+        set_teacher_frozen(teacher)
+
+    step, teacher_seconds, terms, losses = 0, 0.0, {}, []
+    start = time.perf_counter()
+    while True:
+        elapsed = time.perf_counter() - start
+        if total_steps is not None:
+            if step >= total_steps:
+                break
+            progress = step / total_steps
+        else:
+            if elapsed >= budget.seconds:  # type: ignore[operator]
+                break
+            progress = min(elapsed / budget.seconds, 1.0)  # type: ignore[operator]
+        method.progress = progress
+        for group in opt.param_groups:
+            group["lr"] = base_lr * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+        idx = next(order)
+        batch = data.index(idx)
+        t_out = None
+        if use_teacher:
+            t0 = time.perf_counter()
+            if teacher_logits is not None:
+                t_out = Outputs(logits=teacher_logits[idx])
+            else:
+                with torch.no_grad():
+                    t_out = forward(teacher, batch.x, needs)
+            teacher_seconds += time.perf_counter() - t0
+        s_out = forward(student, batch.x, needs)
+        named = method.loss(s_out, t_out, batch.y)  # type: ignore[arg-type]
+        total = sum(named.values())
+        if not torch.isfinite(total):
+            bad = [k for k, v in named.items() if not torch.isfinite(v)]
+            raise NumericalFault(f"non-finite loss at step {step} in term {', '.join(bad) or 'total'}")
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
+        if not torch.isfinite(norm):
+            raise NumericalFault(f"non-finite gradient norm at step {step}")
+        opt.step()
+        step += 1
+        value = float(total.detach())
+        losses.append(value)
+        terms = {k: float(v.detach()) for k, v in named.items()}
+        if on_step is not None:
+            on_step(step, value)
+    return TrainResult(step, time.perf_counter() - start, teacher_seconds, terms, losses)
+
+
+@torch.no_grad()
+def predict(model: nn.Module, forward: Forward, data: TensorData, batch_size: int = 512) -> Tensor:
+    """Logits of `model` over `data`, in order, in eval mode."""
+    was_training = model.training
+    model.eval()
+    chunks = []
+    for start in range(0, len(data), batch_size):
+        idx = torch.arange(start, min(start + batch_size, len(data)), device=data.y.device)
+        chunks.append(forward(model, data.index(idx).x, frozenset({"logits"})).logits.float())
+    model.train(was_training)
+    return torch.cat(chunks)
+
+
+def accuracy(logits: Tensor, labels: Tensor) -> float:
+    return float((logits.argmax(-1) == labels).float().mean())

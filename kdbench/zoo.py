@@ -1,0 +1,158 @@
+"""The teacher zoo: teachers trained once per recipe, cached as safetensors + a card.
+
+A teacher's recipe (model, dataset, profile, training settings) is its identity:
+pairs with the same recipe share one checkpoint. The card (JSON) is written last, so
+a teacher whose training was interrupted simply has no card and is trained again.
+Loading verifies the checkpoint's sha256; a mismatch is reported and the teacher is
+retrained, never silently loaded.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from .api import Budget, Pair, Splits
+from .errors import UsageError
+from .fsutil import atomic_path, atomic_write_text, sha256_file
+from .train import SupervisedLoss, accuracy, predict, set_teacher_frozen, train
+
+TEACHER_SEED = 0
+
+
+def kdbench_home() -> Path:
+    """`$KDBENCH_HOME`, else ~/.cache/kdbench."""
+    return Path(os.environ.get("KDBENCH_HOME") or "~/.cache/kdbench").expanduser()
+
+
+@dataclass
+class Teacher:
+    model: nn.Module
+    card: dict[str, Any]
+
+    @property
+    def sha256(self) -> str:
+        return self.card["sha256"]
+
+
+def recipe_key(recipe: dict[str, Any]) -> str:
+    blob = json.dumps(recipe, sort_keys=True, default=str).encode()
+    return f"{recipe.get('model', 'teacher')}-{hashlib.sha256(blob).hexdigest()[:12]}"
+
+
+class Zoo:
+    """Teachers under `<root>/teachers/<model>-<recipe hash>/`."""
+
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root or kdbench_home()) / "teachers"
+
+    def folder(self, recipe: dict[str, Any]) -> Path:
+        return self.root / recipe_key(recipe)
+
+    def check_writable(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / f".probe-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise UsageError(
+                f"the teacher zoo {self.root} is not writable ({exc.strerror}); "
+                "set KDBENCH_HOME to a writable folder"
+            ) from None
+
+    def cards(self) -> list[dict[str, Any]]:
+        out = []
+        for card_path in sorted(self.root.glob("*/card.json")):
+            try:
+                out.append(json.loads(card_path.read_text()))
+            except (OSError, ValueError):
+                warnings.warn(f"unreadable teacher card {card_path}; ignored")
+        return out
+
+    def load(self, pair: Pair, recipe: dict[str, Any], num_classes: int) -> Teacher | None:
+        """The cached teacher, verified, or None when it must be (re)trained."""
+        folder = self.folder(recipe)
+        card_path, weights = folder / "card.json", folder / "model.safetensors"
+        if not card_path.is_file():
+            return None
+        try:
+            card = json.loads(card_path.read_text())
+        except ValueError:
+            warnings.warn(f"teacher card {card_path} is malformed; retraining the teacher")
+            return None
+        if not weights.is_file() or sha256_file(weights) != card.get("sha256"):
+            warnings.warn(
+                f"teacher checkpoint {weights} does not match the sha256 on its card; "
+                "it is corrupt or was changed — retraining the teacher"
+            )
+            return None
+        torch.manual_seed(TEACHER_SEED)
+        model = pair.build_teacher(num_classes)
+        load_model(model, str(weights))
+        set_teacher_frozen(model)
+        return Teacher(model, card)
+
+    def get(
+        self,
+        pair: Pair,
+        profile: str,
+        splits: Splits,
+        device: torch.device,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> Teacher:
+        """Load the pair's teacher for `profile`, training and caching it when needed."""
+        recipe = pair.teacher_recipe(profile)
+        cached = self.load(pair, recipe, splits.num_classes)
+        if cached is not None:
+            return Teacher(cached.model.to(device), cached.card)
+        return self.train(pair, profile, recipe, splits, device, on_step)
+
+    def train(
+        self,
+        pair: Pair,
+        profile: str,
+        recipe: dict[str, Any],
+        splits: Splits,
+        device: torch.device,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> Teacher:
+        schedule = pair.schedule(profile)
+        torch.manual_seed(TEACHER_SEED)
+        model = pair.build_teacher(splits.num_classes).to(device)
+        started = time.perf_counter()
+        result = train(
+            model, SupervisedLoss(), splits.train, Budget(steps=schedule.teacher_steps), schedule,
+            pair.forward, seed=TEACHER_SEED, lr=schedule.teacher_lr, on_step=on_step,
+        )
+        set_teacher_frozen(model)
+        test_acc = accuracy(predict(model, pair.forward, splits.test), splits.test.y)
+        val_acc = accuracy(predict(model, pair.forward, splits.val), splits.val.y)
+        folder = self.folder(recipe)
+        weights = folder / "model.safetensors"
+        with atomic_path(weights) as tmp:
+            save_model(model, str(tmp))
+        card = {
+            "key": recipe_key(recipe),
+            "recipe": recipe,
+            "profile": profile,
+            "test_acc": test_acc,
+            "val_acc": val_acc,
+            "params": sum(p.numel() for p in model.parameters()),
+            "steps": result.steps,
+            "train_seconds": round(time.perf_counter() - started, 3),
+            "data_fingerprint": splits.fingerprint,
+            "sha256": sha256_file(weights),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        atomic_write_text(folder / "card.json", json.dumps(card, indent=2, sort_keys=True))
+        return Teacher(model, card)
