@@ -217,6 +217,11 @@ class Runner:
             "teacher_sha256": teacher_sha,
         }
 
+    def init_student(self, pair: Pair, teacher: Teacher, splits: Splits, seed: int) -> torch.nn.Module:
+        """The student at `seed`: the same initial weights for every method (paired comparisons)."""
+        torch.manual_seed(seed)
+        return pair.build_student(teacher.model, splits.num_classes).to(self.device)
+
     def run_cell(self, cell: Cell, pair: Pair, splits: Splits, teacher: Teacher,
                  costs: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
         schedule = pair.schedule(self.config.profile)
@@ -243,8 +248,7 @@ class Runner:
         bar = tqdm(desc=f"{cell.pair}/{cell.method}/seed{cell.seed}", total=identity["budget"]["steps"],
                    leave=False, disable=not self.config.progress)
         try:
-            torch.manual_seed(cell.seed)  # same student init for every method at this seed
-            student = pair.build_student(teacher.model, splits.num_classes).to(self.device)
+            student = self.init_student(pair, teacher, splits, cell.seed)
             use_teacher = method.uses_teacher
             adapters = None
             sample = splits.train.take(schedule.batch_size)

@@ -1,0 +1,41 @@
+# The two commands: `make run` (set up + the default quick grid) and `make test`.
+# Both are idempotent: the venv and the install are redone only when pyproject.toml changes.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: run test bench setup data clean
+
+setup: $(STAMP) data
+
+$(PY):
+	python3 -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[test,text]'
+	touch $(STAMP)
+
+# Offline data: Debian packages when we are root with apt; otherwise say what to do.
+data:
+	@if [ -d /usr/share/datasets/fashion-mnist ] && [ -f /usr/share/wordnet/data.noun ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist wordnet-base >/dev/null; \
+	else \
+		echo "note: offline data missing; run 'sudo apt-get install dataset-fashion-mnist wordnet-base'" \
+		     "or point KDBENCH_DATA / KDBENCH_WORDNET at the files (see README)"; \
+	fi
+
+run: setup
+	$(VENV)/bin/kdbench run
+
+# pytest's exit code 5 ("no tests collected") is a failure here, not a pass.
+test: setup
+	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+bench: setup
+	$(PY) -m pytest bench -q --benchmark-only $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .benchmarks
