@@ -94,8 +94,14 @@ def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), help="Write the report here (default: print it).")
 @click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
-def report(paths: Sequence[Path], output: Path | None, fmt: str) -> None:
-    """Tabulate the records under PATHS (folders or files; default: results/)."""
+@click.option("--plots", "plots_dir", type=click.Path(path_type=Path),
+              help="Also draw seaborn figures (PNG) into this folder and link them from the report.")
+@click.option("--title", default="kdbench results", show_default=True, help="The report's first heading.")
+def report(paths: Sequence[Path], output: Path | None, fmt: str, plots_dir: Path | None, title: str) -> None:
+    """Tabulate the records under PATHS (folders or files; default: results/).
+
+    The report depends on the records alone: the same records give the same bytes.
+    """
     from .fsutil import atomic_write_text
     from .report import render_csv, render_markdown
     from .results import load_records
@@ -107,7 +113,12 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str) -> None:
     records = load_records(paths)
     if not records:
         raise UsageError(f"no kdbench records under {', '.join(map(str, paths))}; run `kdbench run --out DIR` first")
-    text = render_markdown(records) if fmt == "md" else render_csv(records)
+    if fmt == "csv":
+        text = render_csv(records)
+    else:
+        link_from = output.parent if output else Path(".")
+        text = render_markdown(records, title=title, plots_dir=plots_dir, link_from=link_from,
+                               command="kdbench report")
     if output:
         atomic_write_text(output, text)
         click.echo(f"wrote {output}")

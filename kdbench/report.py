@@ -2,12 +2,16 @@
 
 Per (pair, method): mean ± std of test accuracy over seeds, and the paired difference
 against `student-only` and `hinton` (same seed = same student init and data order)
-with a 95% t-interval. A difference whose interval spans 0 is marked as such.
+with a 95% t-interval. A difference whose interval spans 0 is marked `ns`.
+The output depends on the records alone (no clock, no host lookup), so the same
+records always render the same bytes.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -17,6 +21,7 @@ from scipy import stats
 from .results import to_frame
 
 BASELINES = ("student-only", "hinton")
+GROUP_KEYS = ["pair", "profile", "scenario", "budget_key"]
 
 
 @dataclass(frozen=True)
@@ -49,11 +54,18 @@ def paired_delta(values: Sequence[float], baseline: Sequence[float], confidence:
 
 
 def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Successful records as a flat frame, with the keys tables are grouped by."""
     frame = to_frame([r for r in records if r.get("status") == "ok"])
     if frame.empty:
         return frame
-    frame["budget_key"] = frame.apply(lambda r: f"{r.get('budget.mode')}:{r.get('budget.steps')}:{r.get('budget.seconds')}", axis=1)
-    return frame
+    if "scenario" not in frame:
+        frame["scenario"] = "full"
+    frame["scenario"] = frame["scenario"].fillna("full")
+    frame["budget_key"] = [
+        f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
+        for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
+    ]
+    return frame.sort_values(["pair", "method", "seed"], kind="stable").reset_index(drop=True)
 
 
 def _delta(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | None:
@@ -67,66 +79,181 @@ def _delta(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | Non
     return paired_delta(a.loc[seeds].tolist(), b.loc[seeds].tolist())
 
 
-def pair_table(group: pd.DataFrame) -> pd.DataFrame:
-    """One row per method of one (pair, profile, budget) group."""
+def method_stats(group: pd.DataFrame) -> list[dict[str, Any]]:
+    """Per-method statistics of one table (one pair, profile, scenario and budget)."""
+    order = {b: i for i, b in enumerate(BASELINES)}
     rows = []
     for method, m in group.groupby("method", sort=False):
-        acc = m["metrics.test_acc"] * 100
-        row = {
+        acc = m["metrics.test_acc"]
+        rows.append({
             "method": method,
-            "test acc %": f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f}" if len(acc) > 1 else f"{acc.mean():.2f}",
-        }
-        for base in BASELINES:
-            d = _delta(group, method, base)
-            row[f"Δ vs {base}"] = "—" if d is None else d.format()
-        row.update({
-            "student params": f"{int(m['params.student'].iloc[0]):,}",
-            "adapters": f"{int(m['params.adapters'].iloc[0]):,}",
-            "speedup bs1": f"{m['speedup_bs1'].mean():.2f}×",
-            "train s": f"{m['train.seconds'].mean():.1f}" if "train.seconds" in m else "",
-            "seeds": len(m),
+            "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
+            "n": len(acc),
+            "deltas": {b: _delta(group, method, b) for b in BASELINES},
+            "params": int(m["params.student"].iloc[0]),
+            "adapters": int(m["params.adapters"].iloc[0]),
+            "flops": m["flops.student"].iloc[0] if "flops.student" in m else math.nan,
+            "speedup_bs1": float(m["speedup_bs1"].mean()),
+            "speedup_bsN": float(m["speedup_bsN"].mean()) if "speedup_bsN" in m else math.nan,
+            "train_s": float(m["train.seconds"].mean()),
+            "steps": float(m["train.steps"].mean()),
         })
-        rows.append(row)
-    order = {b: i for i, b in enumerate(BASELINES)}
-    table = pd.DataFrame(rows)
-    table["_o"] = table["method"].map(lambda x: order.get(x, len(order)))
-    return table.sort_values(["_o", "method"]).drop(columns="_o").reset_index(drop=True)
+    return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"]))
 
 
-def groups(frame: pd.DataFrame) -> list[tuple[tuple[str, str, str], pd.DataFrame]]:
-    return [(key, g) for key, g in frame.groupby(["pair", "profile", "budget_key"], sort=True)]
+def _fmt_flops(v: float) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v / 1e6:.2f} M"
 
 
-def render_markdown(records: list[dict[str, Any]], title: str = "kdbench results") -> str:
+def pair_table(group: pd.DataFrame) -> pd.DataFrame:
+    """The human-readable table of one group."""
+    rows = []
+    for s in method_stats(group):
+        pct = s["mean"] * 100
+        rows.append({
+            "method": s["method"],
+            "test acc %": f"{pct:.2f} ± {s['std'] * 100:.2f}" if s["n"] > 1 else f"{pct:.2f}",
+            **{f"Δ vs {b}": ("—" if d is None else d.format()) for b, d in s["deltas"].items()},
+            "student params": f"{s['params']:,}",
+            "adapters": f"{s['adapters']:,}",
+            "FLOPs/ex": _fmt_flops(s["flops"]),
+            "speedup bs1 / bsN": f"{s['speedup_bs1']:.2f}× / {s['speedup_bsN']:.2f}×",
+            "steps": f"{s['steps']:.0f}",
+            "train s": f"{s['train_s']:.1f}",
+            "seeds": s["n"],
+        })
+    return pd.DataFrame(rows)
+
+
+def groups(frame: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    return [(key, g) for key, g in frame.groupby(GROUP_KEYS, sort=True)]
+
+
+def _budget_words(first: pd.Series) -> str:
+    if first["budget.mode"] == "steps":
+        return f"{int(first['budget.steps'])} optimizer steps per cell"
+    return f"{first['budget.seconds']:g} wall-clock seconds per cell (teacher forwards included)"
+
+
+def _verdict(stats_rows: list[dict[str, Any]]) -> str:
+    winners = [s["method"] for s in stats_rows
+               if (d := s["deltas"]["student-only"]) is not None and d.significant and d.mean > 0]
+    losers = [s["method"] for s in stats_rows
+              if (d := s["deltas"]["student-only"]) is not None and d.significant and d.mean < 0]
+    n = max((s["n"] for s in stats_rows), default=0)
+    if n < 2:
+        return "One seed only: no confidence intervals, so no method is shown to beat `student-only`."
+    parts = [("Beat `student-only` with a 95% CI excluding 0: " + ", ".join(f"`{w}`" for w in winners) + ".")
+             if winners else "No method beat `student-only` with a 95% CI excluding 0."]
+    if losers:
+        parts.append("Significantly below `student-only`: " + ", ".join(f"`{m}`" for m in losers) + ".")
+    return " ".join(parts)
+
+
+def _slug(*parts: str) -> str:
+    return "-".join(p.replace(":", "").replace("/", "_").replace(".", "_") for p in parts if p)
+
+
+def render_markdown(
+    records: list[dict[str, Any]],
+    title: str = "kdbench results",
+    plots_dir: Path | None = None,
+    link_from: Path | None = None,
+    command: str | None = None,
+) -> str:
+    """Markdown report; with `plots_dir`, figures are written there and linked."""
     frame = ok_frame(records)
-    failed = [r for r in records if r.get("status") != "ok"]
+    failed = sorted((r for r in records if r.get("status") != "ok"),
+                    key=lambda r: (r["pair"], r["method"], r["seed"]))
     lines = [f"# {title}", ""]
+    if command:
+        lines += [f"Generated by `{command}` from {len(records)} records.", ""]
+    summary_at = len(lines)
     if frame.empty:
         lines.append("No successful records.")
-    for (pair, profile, _), g in groups(frame):
+    summary: list[str] = []
+    for key, g in groups(frame):
+        pair, profile, scenario, _ = key
         first = g.iloc[0]
-        budget = f"{first['budget.mode']} budget: " + (
-            f"{int(first['budget.steps'])} steps" if first["budget.mode"] == "steps" else f"{first['budget.seconds']} s"
-        )
+        stats_rows = method_stats(g)
+        heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
+        verdict = _verdict(stats_rows)
+        summary.append(f"- **{heading}**: {verdict}")
         lines += [
-            f"## {pair} ({profile} profile)",
+            f"## {heading}",
             "",
-            f"Teacher: test acc {first['metrics.teacher_test_acc'] * 100:.2f}%, "
-            f"{int(first['params.teacher']):,} params; {budget}; dataset {first.get('dataset', '?')}.",
+            f"Teacher: test accuracy {first['metrics.teacher_test_acc'] * 100:.2f}%, "
+            f"{int(first['params.teacher']):,} params, {_fmt_flops(first.get('flops.teacher'))} FLOPs/example. "
+            f"Budget: {_budget_words(first)}. Dataset: {first.get('dataset', '?')}.",
             "",
             pair_table(g).to_markdown(index=False),
             "",
+            verdict,
+            "",
         ]
+        if plots_dir is not None:
+            lines += _figures(g, stats_rows, Path(plots_dir), link_from, _slug(pair, profile, scenario, key[3]))
+    if summary:
+        lines[summary_at:summary_at] = ["## Summary", "", *summary, ""]
     if failed:
         lines += ["## Failed cells", ""]
         lines += [f"- {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error', '?')}" for r in failed]
         lines.append("")
-    lines.append("Δ: paired difference in test accuracy points (same seed = same init and data order), "
-                 "mean [95% t-interval]; ns = the interval spans 0.")
-    return "\n".join(lines) + "\n"
+    lines += [
+        "Δ: paired difference in test accuracy, points (same seed = same student init and data order): "
+        "mean [95% t-interval]; `ns` = the interval spans 0; `(n=1)` = one seed, no interval. "
+        "Speedup = teacher latency / student latency (median, `torch.utils.benchmark`), at batch 1 / a large batch.",
+        "",
+    ]
+    if not frame.empty:
+        lines += provenance(frame)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], plots_dir: Path,
+             link_from: Path | None, slug: str) -> list[str]:
+    from . import plots
+
+    base = Path(os.path.relpath(plots_dir, link_from)) if link_from else plots_dir
+    acc = plots.accuracy_vs_cost(g, g.iloc[0]["pair"], plots_dir / f"{slug}-accuracy.png")
+    delta_rows = pd.DataFrame([
+        {"method": s["method"], "delta": d.mean * 100, "low": d.low * 100, "high": d.high * 100,
+         "significant": d.significant}
+        for s in stats_rows if (d := s["deltas"]["student-only"]) is not None
+    ], columns=["method", "delta", "low", "high", "significant"])
+    out = [f"![accuracy per seed]({(base / acc.name).as_posix()})"]
+    if not delta_rows.empty:
+        dl = plots.deltas(delta_rows, g.iloc[0]["pair"], plots_dir / f"{slug}-delta.png")
+        out.append(f"![Δ vs student-only]({(base / dl.name).as_posix()})")
+    return [" ".join(out), ""]
+
+
+def _uniq(series: pd.Series) -> str:
+    values = sorted({str(v) for v in series.dropna()})
+    return ", ".join(values) if values else "unknown"
+
+
+def provenance(frame: pd.DataFrame) -> list[str]:
+    """Where and how the numbers were produced, from the records themselves."""
+    col = lambda name: frame[name] if name in frame else pd.Series(dtype=object)  # noqa: E731
+    lines = ["## Provenance", ""]
+    lines += [
+        f"- kdbench: {_uniq(col('versions.kdbench'))}; git sha: {_uniq(col('git_sha'))}",
+        f"- torch {_uniq(col('versions.torch'))}, timm {_uniq(col('versions.timm'))}, "
+        f"transformers {_uniq(col('versions.transformers'))}, Python {_uniq(col('versions.python'))}",
+        f"- device: {_uniq(col('device'))}; CPU: {_uniq(col('host.cpu'))}; GPU: {_uniq(col('host.gpu'))}; "
+        f"threads: {_uniq(col('threads'))}",
+        f"- records created: {col('created').min()} … {col('created').max()}",
+    ]
+    commands = sorted({c for c in col("command").dropna() if c})
+    if commands:
+        lines += ["- to reproduce:", ""] + [f"  `{c}`" for c in commands]
+    return lines + [""]
 
 
 def render_csv(records: list[dict[str, Any]]) -> str:
     frame = ok_frame(records)
-    rows = [pair_table(g).assign(pair=key[0], profile=key[1]) for key, g in groups(frame)] if not frame.empty else []
+    rows = [pair_table(g).assign(pair=k[0], profile=k[1], scenario=k[2]) for k, g in groups(frame)] \
+        if not frame.empty else []
     return pd.concat(rows).to_csv(index=False) if rows else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import warnings
@@ -28,8 +29,16 @@ def cell_id(identity: dict[str, Any]) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
+def check_name(kind: str, name: str) -> None:
+    """Names become folder names under --out: refuse ones that could leave it."""
+    if not name or name in {".", ".."} or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise ValueError(f"{kind} name {name!r} cannot be used as a folder name")
+
+
 def record_path(out: Path, identity: dict[str, Any]) -> Path:
-    return Path(out) / identity["pair"] / identity["method"] / f"seed{identity['seed']}-{cell_id(identity)}.json"
+    check_name("pair", identity["pair"])
+    check_name("method", identity["method"])
+    return Path(out) / identity["pair"] / identity["method"] / f"seed{int(identity['seed'])}-{cell_id(identity)}.json"
 
 
 def write_record(out: Path, record: dict[str, Any]) -> Path:
@@ -38,10 +47,47 @@ def write_record(out: Path, record: dict[str, Any]) -> Path:
     return path
 
 
+#: What `report` reads from an `ok` record, with the types it needs.
+OK_FIELDS = {
+    ("metrics", "test_acc"): (int, float),
+    ("metrics", "teacher_test_acc"): (int, float),
+    ("params", "teacher"): int,
+    ("params", "student"): int,
+    ("params", "adapters"): int,
+    ("budget", "mode"): str,
+}
+
+
+def record_problem(record: Any) -> str | None:
+    """Why `record` is not a usable kdbench record, or None when it is."""
+    if not isinstance(record, dict):
+        return "not a kdbench record (not a JSON object)"
+    missing = [k for k in REQUIRED_KEYS if k not in record]
+    if missing:
+        return f"not a kdbench record (missing {', '.join(missing)})"
+    if not all(isinstance(record[k], str) for k in ("pair", "method", "profile", "status")):
+        return "malformed record (pair, method, profile and status must be strings)"
+    if not isinstance(record["seed"], int) or isinstance(record["seed"], bool):
+        return "malformed record (seed must be an integer)"
+    if record["status"] == "ok":
+        for (outer, inner), kinds in OK_FIELDS.items():
+            value = record.get(outer, {}).get(inner) if isinstance(record.get(outer), dict) else None
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                return f"malformed record ({outer}.{inner} is missing or has the wrong type)"
+    return None
+
+
 def read_record(path: Path) -> dict[str, Any]:
-    record = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(record, dict) or any(k not in record for k in REQUIRED_KEYS):
-        raise ValueError("not a kdbench record (missing keys)")
+    """The record in `path`; ValueError when it is torn (invalid JSON) or malformed."""
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"not UTF-8 text ({exc.reason})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"torn or invalid JSON ({exc.msg} at line {exc.lineno})") from None
+    problem = record_problem(record)
+    if problem:
+        raise ValueError(problem)
     return record
 
 
@@ -70,6 +116,22 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records flattened to columns such as `metrics.test_acc`, `params.student`."""
     frame = pd.json_normalize(records)
     return frame
+
+
+def host_info(device: Any) -> dict[str, Any]:
+    """Where the numbers were measured: CPU model, GPU (if used), threads."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "threads": torch.get_num_threads()}
 
 
 @lru_cache(maxsize=1)

@@ -6,9 +6,9 @@ already exists under `--out` are skipped, so re-running a command resumes it.
 """
 from __future__ import annotations
 
-import os
 import time
 import traceback
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -19,9 +19,10 @@ from tqdm.auto import tqdm
 from .api import Budget, Method, Pair, Splits
 from .data import limit
 from .errors import UsageError, suggest
+from .fsutil import clean_stale_tmp, writable_dir_problem
 from .measure import count_params, flops_per_example, latency_ms
 from .plugins import Registry
-from .results import cell_id, git_sha, read_record, record_path, versions, write_record
+from .results import cell_id, check_name, git_sha, host_info, read_record, record_path, versions, write_record
 from .train import NumericalFault, accuracy, predict, train
 from .zoo import Teacher, Zoo
 
@@ -55,6 +56,9 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.profile!r}" + suggest(self.profile, PROFILES, "known profiles: "))
         Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates
+        if self.budget_mode == "time" and self.budget_steps is not None:
+            raise UsageError("--budget-steps has no effect with --budget-mode time; give one budget, "
+                             "--budget-steps N or --budget-mode time --budget-seconds S")
 
     def budget(self, schedule_steps: int) -> Budget:
         if self.budget_mode == "time":
@@ -66,6 +70,7 @@ class RunConfig:
 class Summary:
     written: list[dict[str, Any]] = field(default_factory=list)
     reused: list[dict[str, Any]] = field(default_factory=list)
+    not_run: int = 0  # cells left when --fail-fast stopped the grid
 
     @property
     def records(self) -> list[dict[str, Any]]:
@@ -106,12 +111,15 @@ def plan(
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, not {seeds}")
     explicit = bool(methods) and bool(pairs)  # both named: an incompatible combination is an error
-    method_names = list(methods) if methods else sorted(registry.methods)
-    pair_names = list(pairs) if pairs else sorted(registry.pairs)
-    for name in method_names:
-        registry.method(name)
-    for name in pair_names:
-        registry.pair(name)
+    method_names = list(dict.fromkeys(methods)) if methods else sorted(registry.methods)
+    pair_names = list(dict.fromkeys(pairs)) if pairs else sorted(registry.pairs)
+    for kind, names, get in (("method", method_names, registry.method), ("pair", pair_names, registry.pair)):
+        for name in names:
+            get(name)
+            try:
+                check_name(kind, name)  # it becomes a folder under --out
+            except ValueError as exc:
+                raise UsageError(str(exc)) from None
     overrides = parse_sets(sets, method_names, registry)
     cells = []
     for p in pair_names:
@@ -148,21 +156,18 @@ class Runner:
 
     # -- checks ---------------------------------------------------------------
     def check_out(self) -> None:
-        out = Path(self.config.out)
-        if out.exists() and not out.is_dir():
-            raise UsageError(f"--out {out} is a file, not a folder")
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-            probe = out / f".probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise UsageError(f"--out {out} is not writable ({exc.strerror})") from None
+        """--out must be a folder we can write in; it is created with the first record."""
+        problem = writable_dir_problem(Path(self.config.out))
+        if problem:
+            raise UsageError(f"--out {self.config.out} is not usable: {problem}")
 
     def prepare(self) -> None:
-        """Checks that need no training: output folder, zoo folder, schedules."""
+        """Checks that need no training (they write nothing), then remove the temporary
+        files that a killed run left in --out and the zoo."""
         self.check_out()
         self.zoo.check_writable()
+        for root in (Path(self.config.out), self.zoo.root):
+            clean_stale_tmp(root)
 
     # -- pair-level work ------------------------------------------------------
     def data(self, pair: Pair) -> Splits:
@@ -194,11 +199,14 @@ class Runner:
                 m = latency_ms(model, x)
                 lat[f"{who}_{tag}"] = m["median"]
                 lat[f"{who}_{tag}_iqr"] = m["iqr"]
+        batch = _batch_size(xn)
         return {
+            "throughput": {  # examples per second at the large batch
+                "teacher": batch / lat["teacher_bsN"] * 1e3, "student": batch / lat["student_bsN"] * 1e3},
             "params": {"teacher": count_params(teacher.model), "student": count_params(student)},
             "flops": {"teacher": flops_per_example(teacher.model, x1), "student": flops_per_example(student, x1)},
             "latency_ms": lat,
-            "latency_batch": int(_batch_size(xn)),
+            "latency_batch": int(batch),
             "speedup_bs1": lat["teacher_bs1"] / lat["student_bs1"],
             "speedup_bsN": lat["teacher_bsN"] / lat["student_bsN"],
         }
@@ -241,6 +249,8 @@ class Runner:
             "flops": costs["flops"],
             "latency_ms": costs["latency_ms"],
             "latency_batch": costs["latency_batch"],
+            "throughput": costs["throughput"],
+            "host": host_info(self.device),
             "speedup_bs1": costs["speedup_bs1"],
             "speedup_bsN": costs["speedup_bsN"],
             "metrics": {"teacher_test_acc": teacher.card["test_acc"]},
@@ -279,10 +289,8 @@ class Runner:
             record["losses"] = [round(v, 6) for v in result.losses]
             record["status"] = "ok"
         except NumericalFault as exc:
-            record.update(status="failed", error=str(exc))
+            record.update(status="failed", error=str(exc), failure={"step": exc.step, "term": exc.term})
         except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
-            if self.config.fail_fast:
-                raise
             record.update(status="failed", error=f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc(limit=6))
         finally:
@@ -322,18 +330,21 @@ class Runner:
                     summary.written.append(record)
                     grid.update(1)
                     if record["status"] != "ok" and self.config.fail_fast:
-                        raise UsageError(f"cell {cell.pair}/{cell.method}/seed{cell.seed} failed: {record['error']}")
+                        summary.not_run = len(cells) - len(summary.records)
+                        return summary
         finally:
             grid.close()
         return summary
 
 
 def _complete(path: Path) -> dict[str, Any] | None:
+    """The `ok` record at `path`, or None: the cell must run (again)."""
     if not path.is_file():
         return None
     try:
         record = read_record(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError) as exc:
+        warnings.warn(f"ignoring {path}: {exc}; the cell runs again")
         return None
     return record if record.get("status") == "ok" else None
 
