@@ -22,10 +22,10 @@ def _record(method: str, seed: int, acc: float, pair: str = "p") -> dict:
 
 
 def test_paired_delta_matches_the_t_interval_by_hand():
-    d = paired_delta([3.0, 4.0, 5.0], [2.0, 2.0, 2.0])  # differences 1, 2, 3: sd 1
+    d = paired_delta([21.0, 22.0, 23.0], [2.0, 2.0, 2.0])  # differences 19, 20, 21: sd 1
     half = 4.302652729911275 * 1.0 / math.sqrt(3)  # t(0.975, df=2) · sd / √n
-    assert d.mean == pytest.approx(2.0)
-    assert (d.low, d.high) == (pytest.approx(2.0 - half), pytest.approx(2.0 + half))
+    assert d.mean == pytest.approx(20.0)
+    assert (d.low, d.high) == (pytest.approx(20.0 - half), pytest.approx(20.0 + half))
     assert d.significant
 
 
