@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -86,6 +87,9 @@ def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget
                f"{len(summary.failed)} failed.")
     for r in summary.failed:
         click.echo(f"FAILED {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error')}", err=True)
+    if summary.not_run:
+        click.echo(f"kdbench: stopped at the first failed cell (--fail-fast); {summary.not_run} cells not run",
+                   err=True)
     if summary.failed:
         sys.exit(EXIT_CELLS_FAILED)
 
@@ -191,7 +195,22 @@ def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, devic
 
 
 def main(argv: Sequence[str] | None = None) -> Any:
-    """Entry point: one-line errors with exit code 2 for user mistakes."""
+    """Entry point: one-line errors with exit code 2 for user mistakes; kdbench's own
+    warnings (a corrupt teacher checkpoint, a torn record) as one line each."""
+    with warnings.catch_warnings():
+        default_show = warnings.showwarning
+
+        def show(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+            if Path(filename).resolve().parent == Path(__file__).resolve().parent:
+                click.echo(f"kdbench: warning: {message}", err=True)
+            else:
+                default_show(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> Any:
     try:
         return cli.main(args=argv, prog_name="kdbench", standalone_mode=False)
     except UsageError as exc:

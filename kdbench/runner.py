@@ -124,6 +124,10 @@ def plan(
     cells = []
     for p in pair_names:
         pair = registry.pair(p).obj
+        try:
+            registry.dataset(pair.dataset)
+        except UsageError as exc:
+            raise UsageError(f"pair {p!r}: {exc}") from None
         for m in method_names:
             method = registry.method(m).obj
             missing = set(method.needs) - set(pair.taps) - {"logits"}

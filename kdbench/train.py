@@ -24,7 +24,16 @@ Forward = Callable[[nn.Module, Any, frozenset[str]], Outputs]
 
 
 class NumericalFault(RuntimeError):
-    """A non-finite loss or gradient; the cell fails with this message."""
+    """A non-finite loss or gradient; the cell fails with this message.
+
+    `step` is the 0-based optimizer step; `term` names the loss term(s) that were not
+    finite, or "gradient" when the loss was finite but its gradient was not.
+    """
+
+    def __init__(self, message: str, step: int, term: str) -> None:
+        super().__init__(message)
+        self.step = step
+        self.term = term
 
 
 @dataclass
@@ -118,13 +127,14 @@ def train(
         named = method.loss(s_out, t_out, batch.y)  # type: ignore[arg-type]
         total = sum(named.values())
         if not torch.isfinite(total):
-            bad = [k for k, v in named.items() if not torch.isfinite(v)]
-            raise NumericalFault(f"non-finite loss at step {step} in term {', '.join(bad) or 'total'}")
+            bad = ", ".join(k for k, v in named.items() if not torch.isfinite(v)) or "total"
+            raise NumericalFault(f"non-finite loss at step {step} in term {bad}", step, bad)
         opt.zero_grad(set_to_none=True)
         total.backward()
         norm = torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
         if not torch.isfinite(norm):
-            raise NumericalFault(f"non-finite gradient norm at step {step}")
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in named.items())
+            raise NumericalFault(f"non-finite gradient norm at step {step} (loss terms: {values})", step, "gradient")
         opt.step()
         step += 1
         value = float(total.detach())

@@ -23,10 +23,11 @@ from torch import nn
 
 from .api import Budget, Pair, Splits
 from .errors import UsageError
-from .fsutil import atomic_path, atomic_write_text, sha256_file
+from .fsutil import atomic_path, atomic_write_text, sha256_file, writable_dir_problem
 from .train import SupervisedLoss, accuracy, predict, set_teacher_frozen, train
 
 TEACHER_SEED = 0
+CARD_KEYS = ("key", "profile", "test_acc", "params", "sha256")
 
 
 def kdbench_home() -> Path:
@@ -59,23 +60,22 @@ class Zoo:
         return self.root / recipe_key(recipe)
 
     def check_writable(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".probe-{os.getpid()}"
-            probe.write_text("")
-            probe.unlink()
-        except OSError as exc:
-            raise UsageError(
-                f"the teacher zoo {self.root} is not writable ({exc.strerror}); "
-                "set KDBENCH_HOME to a writable folder"
-            ) from None
+        """Fail early (and write nothing) when teachers could not be cached."""
+        problem = writable_dir_problem(self.root)
+        if problem:
+            raise UsageError(f"the teacher zoo {self.root} is not writable: {problem}; "
+                             "set KDBENCH_HOME to a writable folder")
 
     def cards(self) -> list[dict[str, Any]]:
         out = []
         for card_path in sorted(self.root.glob("*/card.json")):
             try:
-                out.append(json.loads(card_path.read_text()))
+                card = json.loads(card_path.read_text())
             except (OSError, ValueError):
+                card = None
+            if isinstance(card, dict) and all(k in card for k in CARD_KEYS):
+                out.append(card)
+            else:
                 warnings.warn(f"unreadable teacher card {card_path}; ignored")
         return out
 
@@ -84,16 +84,22 @@ class Zoo:
         folder = self.folder(recipe)
         card_path, weights = folder / "card.json", folder / "model.safetensors"
         if not card_path.is_file():
-            return None
+            return None  # never trained, or training was interrupted before the card
         try:
             card = json.loads(card_path.read_text())
-        except ValueError:
+        except (ValueError, OSError):
+            card = None
+        if not isinstance(card, dict) or any(k not in card for k in CARD_KEYS) or not isinstance(card["sha256"], str):
             warnings.warn(f"teacher card {card_path} is malformed; retraining the teacher")
             return None
-        if not weights.is_file() or sha256_file(weights) != card.get("sha256"):
+        if not weights.is_file():
+            warnings.warn(f"teacher checkpoint {weights} is missing; retraining the teacher")
+            return None
+        actual = sha256_file(weights)
+        if actual != card["sha256"]:
             warnings.warn(
-                f"teacher checkpoint {weights} does not match the sha256 on its card; "
-                "it is corrupt or was changed — retraining the teacher"
+                f"teacher checkpoint {weights} is corrupt: its sha256 is {actual[:12]}…, "
+                f"its card says {card['sha256'][:12]}…; not loading it, retraining the teacher"
             )
             return None
         torch.manual_seed(TEACHER_SEED)
