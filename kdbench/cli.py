@@ -62,10 +62,18 @@ def cli() -> None:
 @click.option("--force", is_flag=True, help="Recompute cells that already have a record.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--jobs", type=int, default=1, show_default=True,
+              help="Run N cells at once (worker processes sharing the cores; with Ray, concurrent tasks).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: this machine; ray: one Ray task per cell (pip install 'kdbench[ray]').")
+@click.option("--ray-address", help="Address of an existing Ray cluster (default: start a local one).")
+@click.option("--no-teacher-cache", is_flag=True,
+              help="Always run the teacher live (default: logits-only methods reuse cached teacher logits).")
 @plugin_option
 def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget_mode: str,
         budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
         data_dir: Path | None, device: str | None, force: bool, fail_fast: bool, quiet: bool,
+        jobs: int, executor: str, ray_address: str | None, no_teacher_cache: bool,
         plugins: Sequence[str]) -> None:
     """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
     from .plugins import load_registry
@@ -75,7 +83,9 @@ def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget
     config = RunConfig(
         profile=profile, out=out, budget_mode=budget_mode, budget_steps=budget_steps,
         budget_seconds=budget_seconds, device=device, data_dir=data_dir, force=force,
-        fail_fast=fail_fast, progress=not quiet, command=shlex.join(["kdbench", *sys.argv[1:]]),
+        fail_fast=fail_fast, progress=not quiet, jobs=jobs, executor=executor,
+        ray_address=ray_address, teacher_cache=not no_teacher_cache, plugins=tuple(plugins),
+        command=shlex.join(["kdbench", *sys.argv[1:]]),
     )
     registry = load_registry(plugins)
     for broken in registry.broken:

@@ -24,6 +24,8 @@ from .measure import count_params, flops_per_example, latency_ms
 from .plugins import Registry
 from .results import cell_id, check_name, git_sha, host_info, read_record, record_path, versions, write_record
 from .train import NumericalFault, accuracy, predict, train
+from .executors import EXECUTORS
+from .teacher_cache import cacheable, teacher_logits
 from .zoo import Teacher, Zoo
 
 PROFILES = ("smoke", "quick", "standard", "paper")
@@ -51,11 +53,20 @@ class RunConfig:
     fail_fast: bool = False
     progress: bool = True
     command: str = ""
+    teacher_cache: bool = True  # cached teacher logits for logits-only methods (see teacher_cache.py)
+    jobs: int = 1  # cells run in parallel (forked workers, or Ray tasks)
+    executor: str = "local"  # a key of kdbench.executors.EXECUTORS
+    ray_address: str | None = None
+    plugins: tuple[str, ...] = ()  # --plugin modules, so Ray workers can rebuild the registry
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.profile!r}" + suggest(self.profile, PROFILES, "known profiles: "))
         Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates
+        if self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, not {self.jobs}")
+        if self.executor not in EXECUTORS:
+            raise UsageError(f"unknown executor {self.executor!r}" + suggest(self.executor, EXECUTORS, "known: "))
         if self.budget_mode == "time" and self.budget_steps is not None:
             raise UsageError("--budget-steps has no effect with --budget-mode time; give one budget, "
                              "--budget-steps N or --budget-mode time --budget-seconds S")
@@ -157,6 +168,7 @@ class Runner:
         self.config = config
         self.device = torch.device(config.device or default_device())
         self.zoo = Zoo(config.zoo_root)
+        self._pairs: dict[str, PairState] = {}  # prepared once per pair, inherited by forked workers
 
     # -- checks ---------------------------------------------------------------
     def check_out(self) -> None:
@@ -215,6 +227,35 @@ class Runner:
             "speedup_bsN": lat["teacher_bsN"] / lat["student_bsN"],
         }
 
+    def pair_state(self, name: str) -> "PairState":
+        """Data and teacher of a pair, loaded (and the teacher trained) once per runner."""
+        if name not in self._pairs:
+            pair = self.registry.pair(name).obj()
+            splits = self.data(pair)
+            self._pairs[name] = PairState(pair, splits, self.teacher(pair, splits))
+        return self._pairs[name]
+
+    def cached_logits(self, state: "PairState", method: Method) -> torch.Tensor | None:
+        """The teacher's train logits when `method` may use them (computed once per pair)."""
+        if not (self.config.teacher_cache and cacheable(method, state.pair)):
+            return None
+        if state.logits is None:
+            state.logits = teacher_logits(self.zoo, state.teacher, state.pair, state.splits, self.config.profile)
+        return state.logits
+
+    def execute(self, cell: Cell, identity: dict[str, Any], costs: dict[str, Any]) -> dict[str, Any]:
+        """Run one cell of a prepared (or, in a fresh worker, re-loaded) pair."""
+        state = self.pair_state(cell.pair)
+        method = self.registry.method(cell.method).obj(**dict(cell.hparams))
+        return self.run_cell(cell, state.pair, state.splits, state.teacher, costs, identity,
+                             teacher_logits=self.cached_logits(state, method))
+
+    def failed_record(self, cell: Cell, identity: dict[str, Any], costs: dict[str, Any], error: str) -> dict[str, Any]:
+        """The record of a cell whose worker never reported back."""
+        return {**identity, "cell_id": cell_id(identity), "status": "failed", "error": error,
+                "command": self.config.command, "git_sha": git_sha(), "versions": versions(),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
     # -- cells ----------------------------------------------------------------
     def identity(self, cell: Cell, pair: Pair, teacher_sha: str) -> dict[str, Any]:
         schedule = pair.schedule(self.config.profile)
@@ -235,7 +276,8 @@ class Runner:
         return pair.build_student(teacher.model, splits.num_classes).to(self.device)
 
     def run_cell(self, cell: Cell, pair: Pair, splits: Splits, teacher: Teacher,
-                 costs: dict[str, Any], identity: dict[str, Any]) -> dict[str, Any]:
+                 costs: dict[str, Any], identity: dict[str, Any],
+                 teacher_logits: torch.Tensor | None = None) -> dict[str, Any]:
         schedule = pair.schedule(self.config.profile)
         method: Method = self.registry.method(cell.method).obj(**dict(cell.hparams))
         started = time.perf_counter()
@@ -264,6 +306,7 @@ class Runner:
         try:
             student = self.init_student(pair, teacher, splits, cell.seed)
             use_teacher = method.uses_teacher
+            live_teacher = use_teacher and teacher_logits is None
             adapters = None
             sample = splits.train.take(schedule.batch_size)
             torch.manual_seed(cell.seed + 1)
@@ -277,7 +320,8 @@ class Runner:
             torch.manual_seed(cell.seed + 2)
             result = train(
                 student, method, splits.train, self.config.budget(schedule.steps), schedule, pair.forward,
-                seed=cell.seed, teacher=teacher.model if use_teacher else None, adapters=adapters,
+                seed=cell.seed, teacher=teacher.model if live_teacher else None, adapters=adapters,
+                teacher_logits=teacher_logits if use_teacher else None,
                 on_step=lambda s, l: bar.update(1),
             )
             test_acc = accuracy(predict(student, pair.forward, splits.test), splits.test.y)
@@ -287,7 +331,7 @@ class Runner:
                 "steps": result.steps,
                 "seconds": round(result.seconds, 4),
                 "teacher_seconds": round(result.teacher_seconds, 4),
-                "teacher": "live" if use_teacher else "none",
+                "teacher": ("live" if live_teacher else "cached") if use_teacher else "none",
             }
             record["terms"] = result.terms
             record["losses"] = [round(v, 6) for v in result.losses]
@@ -311,12 +355,10 @@ class Runner:
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         try:
             for pair_name, pair_cells in by_pair.items():
-                pair = self.registry.pair(pair_name).obj()
-                splits = self.data(pair)
-                teacher = self.teacher(pair, splits)
+                state = self.pair_state(pair_name)
                 todo = []
                 for cell in pair_cells:
-                    identity = self.identity(cell, pair, teacher.sha256)
+                    identity = self.identity(cell, state.pair, state.teacher.sha256)
                     path = record_path(self.config.out, identity)
                     existing = _complete(path)
                     if existing is not None and not self.config.force:
@@ -326,19 +368,32 @@ class Runner:
                         todo.append((cell, identity))
                 if not todo:
                     continue
-                costs = self.costs(pair, teacher, splits)
-                for cell, identity in todo:
-                    record = self.run_cell(cell, pair, splits, teacher, costs, identity)
+                costs = self.costs(state.pair, state.teacher, state.splits)
+                for cell, _ in todo:  # before any fork, so workers inherit the cache
+                    self.cached_logits(state, self.registry.method(cell.method).obj(**dict(cell.hparams)))
+                records = EXECUTORS[self.config.executor](self, [(c, i, costs) for c, i in todo])
+                for record in records:
                     write_record(self.config.out, record)
                     self.registry.record_written(record)
                     summary.written.append(record)
                     grid.update(1)
                     if record["status"] != "ok" and self.config.fail_fast:
+                        records.close()
                         summary.not_run = len(cells) - len(summary.records)
                         return summary
         finally:
             grid.close()
         return summary
+
+
+@dataclass
+class PairState:
+    """What every cell of a pair shares: the pair, its data, its teacher, cached logits."""
+
+    pair: Pair
+    splits: Splits
+    teacher: Teacher
+    logits: torch.Tensor | None = None
 
 
 def _complete(path: Path) -> dict[str, Any] | None:

@@ -1,0 +1,65 @@
+"""Teacher-output cache: the frozen teacher's logits over the training split, computed once.
+
+For methods that read only logits, on pairs without random augmentation, the teacher's
+output for a training example never changes, so it is computed once per (teacher
+sha256, dataset, profile) and reused across methods and seeds. Logits are computed in
+chunks of the training batch size (the last chunk padded to it), so each row goes
+through the same kernels as in a live forward of a training batch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from .api import Method, Pair, Splits
+from .fsutil import atomic_path
+from .zoo import Teacher, Zoo
+
+
+def cacheable(method: Method | type[Method], pair: Pair) -> bool:
+    """Whether `method` on `pair` can use cached teacher logits instead of live forwards."""
+    return method.uses_teacher and set(method.needs) <= {"logits"} and not pair.augmented
+
+
+def cache_file(zoo: Zoo, teacher: Teacher, splits: Splits, profile: str) -> Path:
+    return zoo.root / teacher.card["key"] / f"train-logits-{profile}-{splits.fingerprint}-{len(splits.train)}.safetensors"
+
+
+@torch.no_grad()
+def compute_logits(teacher: Teacher, pair: Pair, splits: Splits, batch_size: int) -> Tensor:
+    model, data = teacher.model, splits.train
+    model.eval()
+    chunks = []
+    n = len(data)
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, start + batch_size, device=data.y.device).clamp_(max=n - 1)
+        logits = pair.forward(model, data.index(idx).x, frozenset({"logits"})).logits
+        chunks.append(logits[: min(batch_size, n - start)].float())
+    return torch.cat(chunks)
+
+
+def teacher_logits(zoo: Zoo, teacher: Teacher, pair: Pair, splits: Splits, profile: str) -> Tensor:
+    """Cached train-split logits of `teacher`, computed and stored on first use.
+
+    The file records the teacher's sha256; a cache from another teacher, of another
+    size, or unreadable, is recomputed, never trusted.
+    """
+    path = cache_file(zoo, teacher, splits, profile)
+    device = splits.train.y.device
+    if path.is_file():
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                if (fh.metadata() or {}).get("teacher_sha256") == teacher.sha256:
+                    logits = fh.get_tensor("logits")
+                    if logits.shape[0] == len(splits.train):
+                        return logits.to(device)
+        except Exception:  # noqa: BLE001 - torn file: recompute
+            pass
+    logits = compute_logits(teacher, pair, splits, pair.schedule(profile).batch_size)
+    with atomic_path(path) as tmp:
+        save_file({"logits": logits.cpu().contiguous()}, str(tmp), metadata={"teacher_sha256": teacher.sha256})
+    return logits

@@ -1,0 +1,63 @@
+"""Teacher-output cache and parallel executors give the same numbers as the plain run."""
+from __future__ import annotations
+
+import pytest
+
+from kdbench.results import load_records
+
+GRID = ["--methods", "student-only,hinton", "--pairs", "mlp-hinton", "--profile", "smoke", "--seeds", "2", "--quiet"]
+
+
+def _accs(out):
+    return {(r["pair"], r["method"], r["seed"]): r["metrics"]["test_acc"] for r in load_records([out])}
+
+
+def _losses(out):
+    return {(r["pair"], r["method"], r["seed"]): r["losses"] for r in load_records([out])}
+
+
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory):
+    from click.testing import CliRunner
+
+    from kdbench.cli import cli
+
+    out = tmp_path_factory.mktemp("plain")
+    result = CliRunner().invoke(cli, ["run", *GRID, "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_logits_only_methods_use_the_teacher_cache(plain_run):
+    modes = {r["method"]: r["train"]["teacher"] for r in load_records([plain_run])}
+    assert modes == {"hinton": "cached", "student-only": "none"}
+
+
+def test_cached_teacher_gives_the_live_run_accuracy(plain_run, tmp_path, cli_run):
+    code, _, err = cli_run("run", *GRID, "--methods", "hinton", "--no-teacher-cache", "--out", str(tmp_path))
+    assert code == 0, err
+    assert {r["train"]["teacher"] for r in load_records([tmp_path])} == {"live"}
+    for read in (_accs, _losses):  # same accuracy, and the same loss at every step
+        assert read(tmp_path) == {k: v for k, v in read(plain_run).items() if k[1] == "hinton"}
+
+
+def test_two_jobs_give_identical_accuracies(plain_run, tmp_path, cli_run):
+    code, _, err = cli_run("run", *GRID, "--jobs", "2", "--out", str(tmp_path))
+    assert code == 0, err
+    assert _accs(tmp_path) == _accs(plain_run)
+
+
+def test_ray_executor_gives_identical_accuracies(plain_run, tmp_path, cli_run):
+    ray = pytest.importorskip("ray")
+    try:
+        code, _, err = cli_run("run", *GRID, "--executor", "ray", "--out", str(tmp_path))
+    finally:
+        ray.shutdown()
+    assert code == 0, err
+    assert _accs(tmp_path) == _accs(plain_run)
+
+
+def test_jobs_must_be_positive(cli_run, tmp_path):
+    code, _, err = cli_run("run", *GRID, "--jobs", "0", "--out", str(tmp_path / "x"))
+    assert code == 2 and err.count("\n") == 1 and "--jobs" in err
+    assert not (tmp_path / "x").exists()
