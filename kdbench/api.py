@@ -30,7 +30,10 @@ class Outputs:
     `features` are NCHW maps (CNN stages, ViT tokens reshaped), shallow to deep;
     `hidden_states` are (B, L, D) per transformer layer, first layer to last, and
     `embeddings` the (B, L, D) embedding-layer output; `attentions` are (B, H, L, L)
-    per layer. `mask` is the (B, L) attention mask of text inputs (1 = real token).
+    per layer: the *pre-softmax* scores Q·Kᵀ/√d with no padding mask added (mask the
+    padded keys and softmax over the last axis for probabilities; see
+    `kdbench.taps.transformers_outputs`). `mask` is the (B, L) attention mask of text
+    inputs (1 = real token); padded positions of every text tap are meaningless.
     """
 
     logits: Tensor
@@ -183,6 +186,10 @@ class Pair:
         from .taps import outputs
 
         return outputs(model, inputs, frozenset(needs))
+
+    def downloads(self, profile: str) -> list[str]:
+        """What running this pair at `profile` fetches from the network (for `--dry-run`)."""
+        return []
 
     def example_inputs(self, splits: "Splits", batch_size: int) -> Any:
         """Inputs used to time and count FLOPs; the first `batch_size` test examples."""

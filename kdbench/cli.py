@@ -4,6 +4,7 @@ User mistakes print one line, `kdbench: error: ...`, and exit with code 2.
 """
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import warnings
@@ -47,6 +48,10 @@ def cli() -> None:
 @click.option("--methods", help="Comma-separated methods (default: every method).")
 @click.option("--pairs", help="Comma-separated teacher/student pairs (default: every pair).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0..N-1) per cell.")
+@click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
+              help="Regime of the student's training data: full (default), labels-N (N%% of the labels, "
+                   "class-stratified), noise-N (N%% wrong labels), weak-teacher[-N] (teacher trained for N%% "
+                   "of its steps); repeatable.")
 @click.option("--profile", default="quick", show_default=True,
               help="Size class: smoke (tests), quick (default run), standard (leaderboard), paper (GPU+internet).")
 @click.option("--budget-mode", type=click.Choice(["steps", "time"]), default="steps", show_default=True,
@@ -69,11 +74,13 @@ def cli() -> None:
 @click.option("--ray-address", help="Address of an existing Ray cluster (default: start a local one).")
 @click.option("--no-teacher-cache", is_flag=True,
               help="Always run the teacher live (default: logits-only methods reuse cached teacher logits).")
+@click.option("--dry-run", is_flag=True,
+              help="Print the plan (cells, budgets, teachers, what would be downloaded) and exit; no network.")
 @plugin_option
-def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget_mode: str,
+def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], profile: str, budget_mode: str,
         budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
         data_dir: Path | None, device: str | None, force: bool, fail_fast: bool, quiet: bool,
-        jobs: int, executor: str, ray_address: str | None, no_teacher_cache: bool,
+        jobs: int, executor: str, ray_address: str | None, no_teacher_cache: bool, dry_run: bool,
         plugins: Sequence[str]) -> None:
     """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
     from .plugins import load_registry
@@ -90,13 +97,20 @@ def run(methods: str | None, pairs: str | None, seeds: int, profile: str, budget
     registry = load_registry(plugins)
     for broken in registry.broken:
         click.echo(f"kdbench: warning: {broken.error}", err=True)
-    cells = plan(registry, _names(methods), _names(pairs), seeds, sets)
+    cells = plan(registry, _names(methods), _names(pairs), seeds, sets, profile=profile,
+                 scenarios=scenarios or ("full",))
+    if dry_run:
+        from .runner import describe_plan
+
+        click.echo(describe_plan(registry, config, cells))
+        return
     summary = Runner(registry, config).run(cells)
     click.echo(render_markdown(summary.records, title=f"kdbench run → {out}"))
     click.echo(f"{len(summary.written)} cells run, {len(summary.reused)} reused from {out}, "
                f"{len(summary.failed)} failed.")
     for r in summary.failed:
-        click.echo(f"FAILED {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error')}", err=True)
+        where = f"{r['pair']}/{r['method']}/" + (f"{r['scenario']}/" if r.get("scenario", "full") != "full" else "")
+        click.echo(f"FAILED {where}seed{r['seed']}: {r.get('error')}", err=True)
     if summary.not_run:
         click.echo(f"kdbench: stopped at the first failed cell (--fail-fast); {summary.not_run} cells not run",
                    err=True)
@@ -207,6 +221,8 @@ def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, devic
 def main(argv: Sequence[str] | None = None) -> Any:
     """Entry point: one-line errors with exit code 2 for user mistakes; kdbench's own
     warnings (a corrupt teacher checkpoint, a torn record) as one line each."""
+    # a CUDA build of torch on a machine without CUDA logs a warning on import; expected here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         default_show = warnings.showwarning
 

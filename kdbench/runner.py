@@ -25,6 +25,8 @@ from .plugins import Registry
 from .results import cell_id, check_name, git_sha, host_info, read_record, record_path, versions, write_record
 from .train import NumericalFault, accuracy, predict, train
 from .executors import EXECUTORS
+from .fidelity import agreement, kl_teacher_student
+from .scenarios import Scenario, get as get_scenario
 from .teacher_cache import cacheable, teacher_logits
 from .zoo import Teacher, Zoo
 
@@ -37,6 +39,7 @@ class Cell:
     method: str
     seed: int
     hparams: tuple[tuple[str, Any], ...] = ()
+    scenario: str = "full"  # a name in kdbench.scenarios
 
 
 @dataclass
@@ -117,8 +120,11 @@ def plan(
     pairs: Sequence[str] | None,
     seeds: int,
     sets: Sequence[str] = (),
+    profile: str | None = None,
+    scenarios: Sequence[str] = ("full",),
 ) -> list[Cell]:
-    """The cells to run. With no names given: every method × every compatible pair."""
+    """The cells to run. With no names given: every method × every compatible pair
+    (and, given `profile`, only pairs that define it; a named pair without it is an error)."""
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1, not {seeds}")
     explicit = bool(methods) and bool(pairs)  # both named: an incompatible combination is an error
@@ -132,7 +138,16 @@ def plan(
             except ValueError as exc:
                 raise UsageError(str(exc)) from None
     overrides = parse_sets(sets, method_names, registry)
+    scenario_names = list(dict.fromkeys(scenarios)) or ["full"]
+    for name in scenario_names:
+        get_scenario(name)
     cells = []
+    if profile is not None:
+        if pairs:
+            for p in pair_names:
+                registry.pair(p).obj().schedule(profile)  # a named pair must have the profile
+        else:
+            pair_names = [p for p in pair_names if profile in registry.pair(p).obj.schedules]
     for p in pair_names:
         pair = registry.pair(p).obj
         try:
@@ -150,10 +165,35 @@ def plan(
                     )
                 continue  # default grid: skip incompatible combinations
             for s in range(seeds):
-                cells.append(Cell(p, m, s, tuple(sorted(overrides.get(m, {}).items()))))
+                for sc in scenario_names:
+                    cells.append(Cell(p, m, s, tuple(sorted(overrides.get(m, {}).items())), sc))
     if not cells:
         raise UsageError("no compatible method/pair combination to run")
     return cells
+
+
+def describe_plan(registry: Registry, config: RunConfig, cells: Sequence[Cell]) -> str:
+    """What `run` would do, without loading data, training or touching the network."""
+    zoo = Zoo(config.zoo_root)
+    lines = [f"{len(cells)} cells, profile {config.profile}, out {config.out}"]
+    by_pair: dict[str, list[Cell]] = {}
+    for c in cells:
+        by_pair.setdefault(c.pair, []).append(c)
+    for name, pair_cells in by_pair.items():
+        pair = registry.pair(name).obj()
+        s = pair.schedule(config.profile)
+        budget = config.budget(s.steps)
+        cached = (zoo.folder(pair.teacher_recipe(config.profile)) / "card.json").is_file()
+        methods = sorted({c.method for c in pair_cells})
+        lines += [
+            f"- {name} (dataset {pair.dataset}): {len(pair_cells)} cells = {len(methods)} methods × "
+            f"{len({c.seed for c in pair_cells})} seeds [{', '.join(methods)}]",
+            f"    budget: {budget.steps} steps" if budget.mode == "steps" else f"    budget: {budget.seconds} s",
+            f"    batch {s.batch_size}, lr {s.lr}; teacher: {s.teacher_steps} steps, "
+            + ("cached in the zoo" if cached else "to be trained"),
+        ]
+        lines += [f"    download: {d}" for d in pair.downloads(config.profile)] or ["    download: nothing"]
+    return "\n".join(lines)
 
 
 def default_device() -> str:
@@ -193,12 +233,13 @@ class Runner:
         schedule = pair.schedule(self.config.profile)
         return _splits_to(limit(splits, schedule.train_limit, schedule.eval_limit), self.device)
 
-    def teacher(self, pair: Pair, splits: Splits) -> Teacher:
+    def teacher(self, pair: Pair, splits: Splits, steps_fraction: float = 1.0) -> Teacher:
         schedule = pair.schedule(self.config.profile)
-        bar = tqdm(total=schedule.teacher_steps, desc=f"teacher {pair.name}", leave=False,
+        bar = tqdm(total=round(schedule.teacher_steps * steps_fraction), desc=f"teacher {pair.name}", leave=False,
                    disable=not self.config.progress)
         try:
-            return self.zoo.get(pair, self.config.profile, splits, self.device, on_step=lambda s, l: bar.update(1))
+            return self.zoo.get(pair, self.config.profile, splits, self.device, on_step=lambda s, l: bar.update(1),
+                                steps_fraction=steps_fraction)
         finally:
             bar.close()
 
@@ -235,20 +276,39 @@ class Runner:
             self._pairs[name] = PairState(pair, splits, self.teacher(pair, splits))
         return self._pairs[name]
 
-    def cached_logits(self, state: "PairState", method: Method) -> torch.Tensor | None:
-        """The teacher's train logits when `method` may use them (computed once per pair)."""
+    def scenario_teacher(self, state: "PairState", scenario: Scenario) -> Teacher:
+        """The teacher a scenario distils: the pair's, or a weaker zoo variant (once per pair)."""
+        fraction = scenario.teacher_steps_fraction
+        if fraction == 1.0:
+            return state.teacher
+        if fraction not in state.variants:
+            state.variants[fraction] = self.teacher(state.pair, state.splits, fraction)
+        return state.variants[fraction]
+
+    def cached_logits(self, state: "PairState", method: Method, teacher: Teacher | None = None) -> torch.Tensor | None:
+        """The teacher's train logits when `method` may use them (computed once per pair and teacher)."""
         if not (self.config.teacher_cache and cacheable(method, state.pair)):
             return None
-        if state.logits is None:
-            state.logits = teacher_logits(self.zoo, state.teacher, state.pair, state.splits, self.config.profile)
-        return state.logits
+        teacher = teacher or state.teacher
+        if teacher.sha256 not in state.logits:
+            state.logits[teacher.sha256] = teacher_logits(self.zoo, teacher, state.pair, state.splits,
+                                                          self.config.profile)
+        return state.logits[teacher.sha256]
+
+    def teacher_test_logits(self, state: "PairState", teacher: Teacher) -> torch.Tensor:
+        """The teacher's test logits, for fidelity metrics (once per pair and teacher)."""
+        if teacher.sha256 not in state.test_logits:
+            state.test_logits[teacher.sha256] = predict(teacher.model, state.pair.forward, state.splits.test)
+        return state.test_logits[teacher.sha256]
 
     def execute(self, cell: Cell, identity: dict[str, Any], costs: dict[str, Any]) -> dict[str, Any]:
         """Run one cell of a prepared (or, in a fresh worker, re-loaded) pair."""
         state = self.pair_state(cell.pair)
         method = self.registry.method(cell.method).obj(**dict(cell.hparams))
-        return self.run_cell(cell, state.pair, state.splits, state.teacher, costs, identity,
-                             teacher_logits=self.cached_logits(state, method))
+        teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
+        return self.run_cell(cell, state.pair, state.splits, teacher, costs, identity,
+                             teacher_logits=self.cached_logits(state, method, teacher),
+                             teacher_test_logits=self.teacher_test_logits(state, teacher))
 
     def failed_record(self, cell: Cell, identity: dict[str, Any], costs: dict[str, Any], error: str) -> dict[str, Any]:
         """The record of a cell whose worker never reported back."""
@@ -268,6 +328,7 @@ class Runner:
             "budget": self.config.budget(schedule.steps).as_dict(),
             "hparams": vars(method.hp),
             "teacher_sha256": teacher_sha,
+            "scenario": cell.scenario,
         }
 
     def init_student(self, pair: Pair, teacher: Teacher, splits: Splits, seed: int) -> torch.nn.Module:
@@ -277,9 +338,13 @@ class Runner:
 
     def run_cell(self, cell: Cell, pair: Pair, splits: Splits, teacher: Teacher,
                  costs: dict[str, Any], identity: dict[str, Any],
-                 teacher_logits: torch.Tensor | None = None) -> dict[str, Any]:
+                 teacher_logits: torch.Tensor | None = None,
+                 teacher_test_logits: torch.Tensor | None = None) -> dict[str, Any]:
+        """Train and evaluate one cell. `teacher_logits` are the cached logits over the
+        whole train split; the scenario's subset of them is taken here."""
         schedule = pair.schedule(self.config.profile)
         method: Method = self.registry.method(cell.method).obj(**dict(cell.hparams))
+        scenario = get_scenario(cell.scenario)
         started = time.perf_counter()
         record: dict[str, Any] = {
             **identity,
@@ -300,15 +365,21 @@ class Runner:
             "speedup_bs1": costs["speedup_bs1"],
             "speedup_bsN": costs["speedup_bsN"],
             "metrics": {"teacher_test_acc": teacher.card["test_acc"]},
+            "teacher_key": teacher.card.get("key"),
         }
         bar = tqdm(desc=f"{cell.pair}/{cell.method}/seed{cell.seed}", total=identity["budget"]["steps"],
                    leave=False, disable=not self.config.progress)
         try:
+            student_data = scenario.apply(splits.train, splits.num_classes, cell.seed)
+            record["scenario_info"] = student_data.info
+            if teacher_logits is not None and student_data.indices is not None:
+                teacher_logits = teacher_logits[student_data.indices.to(teacher_logits.device)]
+            train_split = student_data.data
             student = self.init_student(pair, teacher, splits, cell.seed)
             use_teacher = method.uses_teacher
             live_teacher = use_teacher and teacher_logits is None
             adapters = None
-            sample = splits.train.take(schedule.batch_size)
+            sample = train_split.take(schedule.batch_size)
             torch.manual_seed(cell.seed + 1)
             s_out = pair.forward(student, sample.x, frozenset(method.needs) | {"logits"})
             with torch.no_grad():
@@ -319,14 +390,21 @@ class Runner:
             record["params"]["adapters"] = count_params(adapters)
             torch.manual_seed(cell.seed + 2)
             result = train(
-                student, method, splits.train, self.config.budget(schedule.steps), schedule, pair.forward,
+                student, method, train_split, self.config.budget(schedule.steps), schedule, pair.forward,
                 seed=cell.seed, teacher=teacher.model if live_teacher else None, adapters=adapters,
                 teacher_logits=teacher_logits if use_teacher else None,
                 on_step=lambda s, l: bar.update(1),
             )
-            test_acc = accuracy(predict(student, pair.forward, splits.test), splits.test.y)
+            test_logits = predict(student, pair.forward, splits.test)
+            test_acc = accuracy(test_logits, splits.test.y)
             val_acc = accuracy(predict(student, pair.forward, splits.val), splits.val.y)
-            record["metrics"].update({"test_acc": test_acc, "val_acc": val_acc})
+            if teacher_test_logits is None:
+                teacher_test_logits = predict(teacher.model, pair.forward, splits.test)
+            record["metrics"].update({
+                "test_acc": test_acc, "val_acc": val_acc,
+                "agreement": agreement(test_logits, teacher_test_logits),
+                "kl_teacher_student": kl_teacher_student(teacher_test_logits, test_logits),
+            })
             record["train"] = {
                 "steps": result.steps,
                 "seconds": round(result.seconds, 4),
@@ -358,7 +436,8 @@ class Runner:
                 state = self.pair_state(pair_name)
                 todo = []
                 for cell in pair_cells:
-                    identity = self.identity(cell, state.pair, state.teacher.sha256)
+                    teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
+                    identity = self.identity(cell, state.pair, teacher.sha256)
                     path = record_path(self.config.out, identity)
                     existing = _complete(path)
                     if existing is not None and not self.config.force:
@@ -369,8 +448,10 @@ class Runner:
                 if not todo:
                     continue
                 costs = self.costs(state.pair, state.teacher, state.splits)
-                for cell, _ in todo:  # before any fork, so workers inherit the cache
-                    self.cached_logits(state, self.registry.method(cell.method).obj(**dict(cell.hparams)))
+                for cell, _ in todo:  # before any fork, so workers inherit the caches
+                    teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
+                    self.cached_logits(state, self.registry.method(cell.method).obj(**dict(cell.hparams)), teacher)
+                    self.teacher_test_logits(state, teacher)
                 records = EXECUTORS[self.config.executor](self, [(c, i, costs) for c, i in todo])
                 for record in records:
                     write_record(self.config.out, record)
@@ -393,7 +474,9 @@ class PairState:
     pair: Pair
     splits: Splits
     teacher: Teacher
-    logits: torch.Tensor | None = None
+    logits: dict[str, torch.Tensor] = field(default_factory=dict)  # teacher sha256 → cached train logits
+    test_logits: dict[str, torch.Tensor] = field(default_factory=dict)  # teacher sha256 → test logits
+    variants: dict[float, Teacher] = field(default_factory=dict)  # steps fraction → weaker teacher
 
 
 def _complete(path: Path) -> dict[str, Any] | None:
