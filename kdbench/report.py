@@ -127,6 +127,8 @@ def pair_table(group: pd.DataFrame) -> pd.DataFrame:
 
 
 def groups(frame: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    if frame.empty:  # every cell failed: nothing to group (and no columns to group by)
+        return []
     return [(key, g) for key, g in frame.groupby(GROUP_KEYS, sort=True)]
 
 
