@@ -65,3 +65,38 @@ def deltas(table: pd.DataFrame, pair: str, path: Path) -> Path:
     ax.set_xlabel("Δ test accuracy vs student-only, points (95% CI)")
     ax.set_title(pair)
     return _save(fig, path)
+
+
+def curve_points(runs: pd.DataFrame) -> pd.DataFrame:
+    """Budget-curve points of every record: one row per (method, seed, point)."""
+    rows = []
+    for _, r in runs.iterrows():
+        curve = r.get("curve")
+        if not isinstance(curve, list):
+            continue
+        for i, p in enumerate(curve):
+            rows.append({"method": r["method"], "seed": r["seed"], "point": i, "step": p["step"],
+                         "seconds": p["seconds"], "val_acc": p["val_acc"] * 100})
+    return pd.DataFrame(rows, columns=["method", "seed", "point", "step", "seconds", "val_acc"])
+
+
+def budget_curves(runs: pd.DataFrame, pair: str, path: Path) -> Path:
+    """Validation accuracy against optimizer steps and against training seconds, per method.
+
+    Each line is the mean over seeds at each of the budget's evenly spaced points (the
+    seconds axis uses the mean seconds at that point); evaluation time is not included.
+    """
+    sns.set_theme(style="whitegrid")
+    points = curve_points(runs)
+    mean = points.groupby(["method", "point"], sort=True)[["step", "seconds", "val_acc"]].mean().reset_index()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
+    palette = sns.color_palette(n_colors=max(mean["method"].nunique(), 1))
+    for color, (method, m) in zip(palette, mean.groupby("method", sort=True)):
+        for ax, x in zip(axes, ("step", "seconds")):
+            ax.plot(m[x], m["val_acc"], marker="o", ms=3, color=color, label=method)
+    axes[0].set_xlabel("optimizer steps")
+    axes[1].set_xlabel("training seconds (evaluation excluded)")
+    axes[0].set_ylabel("validation accuracy, % (mean over seeds)")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.suptitle(pair)
+    return _save(fig, path)

@@ -97,9 +97,19 @@ def method_stats(group: pd.DataFrame) -> list[dict[str, Any]]:
             "speedup_bs1": float(m["speedup_bs1"].mean()),
             "speedup_bsN": float(m["speedup_bsN"].mean()) if "speedup_bsN" in m else math.nan,
             "train_s": float(m["train.seconds"].mean()),
+            "agreement": _mean(m, "metrics.agreement"),
+            "kl": _mean(m, "metrics.kl_teacher_student"),
+            "int8_acc": _mean(m, "quantized.test_acc"),
+            "int8_ms": _mean(m, "quantized.latency_ms_bs1"),
+            "int8_bytes": _mean(m, "quantized.size_bytes"),
+            "float_bytes": _mean(m, "size_bytes.student"),
             "steps": float(m["train.steps"].mean()),
         })
     return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"]))
+
+
+def _mean(m: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(m[column], errors="coerce").mean()) if column in m else math.nan
 
 
 def _fmt_flops(v: float) -> str:
@@ -123,6 +133,17 @@ def pair_table(group: pd.DataFrame) -> pd.DataFrame:
             "train s": f"{s['train_s']:.1f}",
             "seeds": s["n"],
         })
+        if not math.isnan(s["agreement"]):  # fidelity and int8 columns: records from issue 9 on
+            rows[-1].update({
+                "agree %": f"{s['agreement'] * 100:.1f}",
+                "KL(T‖S)": f"{s['kl']:.3f}",
+            })
+        if not math.isnan(s["int8_acc"]):
+            rows[-1].update({
+                "int8 acc %": f"{s['int8_acc'] * 100:.2f}",
+                "int8 ms bs1": f"{s['int8_ms']:.3f}",
+                "size float → int8": f"{s['float_bytes'] / 1e6:.2f} → {s['int8_bytes'] / 1e6:.2f} MB",
+            })
     return pd.DataFrame(rows)
 
 
@@ -196,8 +217,9 @@ def render_markdown(
         ]
         if plots_dir is not None:
             lines += _figures(g, stats_rows, Path(plots_dir), link_from, _slug(pair, profile, scenario, key[3]))
+    pays = when_it_pays(frame)
     if summary:
-        lines[summary_at:summary_at] = ["## Summary", "", *summary, ""]
+        lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays]
     if failed:
         lines += ["## Failed cells", ""]
         lines += [f"- {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error', '?')}" for r in failed]
@@ -211,6 +233,29 @@ def render_markdown(
     if not frame.empty:
         lines += provenance(frame)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def when_it_pays(frame: pd.DataFrame) -> list[str]:
+    """"When does distillation pay": per pair and method, Δ vs student-only (95% CI)
+    under each scenario. Only when the records hold more than one scenario."""
+    if frame.empty or frame["scenario"].nunique() < 2:
+        return []
+    scenarios = sorted(frame["scenario"].unique(), key=lambda s: (s != "full", s))
+    rows = []
+    for (pair, profile, budget), g in frame.groupby(["pair", "profile", "budget_key"], sort=True):
+        for method in sorted(set(g["method"]) - {"student-only"}):
+            row = {"pair": pair, "profile": profile, "method": method}
+            for sc in scenarios:
+                d = _delta(g[g["scenario"] == sc], method, "student-only")
+                row[sc] = "—" if d is None else d.format()
+            rows.append(row)
+    if not rows:
+        return []
+    return ["## When does distillation pay?", "",
+            "Δ test accuracy vs `student-only` (points, paired by seed, 95% t-interval) under each scenario: "
+            "`labels-N` = the student sees N% of the labels, `noise-N` = N% of its labels are wrong, "
+            "`weak-teacher` = an under-trained teacher.", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
 
 
 def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], plots_dir: Path,
@@ -228,6 +273,9 @@ def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], plots_dir: Path,
     if not delta_rows.empty:
         dl = plots.deltas(delta_rows, g.iloc[0]["pair"], plots_dir / f"{slug}-delta.png")
         out.append(f"![Δ vs student-only]({(base / dl.name).as_posix()})")
+    if "curve" in g and g["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any():
+        bc = plots.budget_curves(g, g.iloc[0]["pair"], plots_dir / f"{slug}-curves.png")
+        out.append(f"![budget curves: val accuracy vs steps and seconds]({(base / bc.name).as_posix()})")
     return [" ".join(out), ""]
 
 

@@ -20,12 +20,23 @@ import pandas as pd
 
 from .fsutil import TMP_PREFIX, atomic_write_text
 
-IDENTITY_KEYS = ("pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256")
+IDENTITY_KEYS = ("pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256", "scenario")
+#: A record without a scenario (written before scenarios existed) is in this one.
+DEFAULT_SCENARIO = "full"
 REQUIRED_KEYS = ("pair", "method", "seed", "profile", "status")
 
 
+def scenario_of(record: dict[str, Any]) -> str:
+    return record.get("scenario") or DEFAULT_SCENARIO
+
+
 def cell_id(identity: dict[str, Any]) -> str:
-    blob = json.dumps({k: identity[k] for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    """A short hash of the identity. The default scenario is left out of the hash, so
+    records written before scenarios existed keep their id (and resume)."""
+    keys = {k: identity[k] for k in IDENTITY_KEYS if k != "scenario"}
+    if scenario_of(identity) != DEFAULT_SCENARIO:
+        keys["scenario"] = scenario_of(identity)
+    blob = json.dumps(keys, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
 
@@ -38,7 +49,11 @@ def check_name(kind: str, name: str) -> None:
 def record_path(out: Path, identity: dict[str, Any]) -> Path:
     check_name("pair", identity["pair"])
     check_name("method", identity["method"])
-    return Path(out) / identity["pair"] / identity["method"] / f"seed{int(identity['seed'])}-{cell_id(identity)}.json"
+    folder = Path(out) / identity["pair"] / identity["method"]
+    if scenario_of(identity) != DEFAULT_SCENARIO:  # the default keeps the original layout
+        check_name("scenario", scenario_of(identity))
+        folder = folder / scenario_of(identity)
+    return folder / f"seed{int(identity['seed'])}-{cell_id(identity)}.json"
 
 
 def write_record(out: Path, record: dict[str, Any]) -> Path:

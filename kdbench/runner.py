@@ -20,6 +20,7 @@ from .api import Budget, Method, Pair, Splits
 from .data import limit
 from .errors import UsageError, suggest
 from .fsutil import clean_stale_tmp, writable_dir_problem
+from .quantize import quantize_linear, state_dict_bytes
 from .measure import count_params, flops_per_example, latency_ms
 from .plugins import Registry
 from .results import cell_id, check_name, git_sha, host_info, read_record, record_path, versions, write_record
@@ -31,6 +32,9 @@ from .teacher_cache import cacheable, teacher_logits
 from .zoo import Teacher, Zoo
 
 PROFILES = ("smoke", "quick", "standard", "paper")
+#: Validation examples behind each budget-curve point (a pair may set `curve_eval_limit` in
+#: its schedule's `extra`); the final `val_acc` uses the whole (profile-limited) split.
+CURVE_EVAL_LIMIT = 2000
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,17 @@ class Runner:
                 lat[f"{who}_{tag}"] = m["median"]
                 lat[f"{who}_{tag}_iqr"] = m["iqr"]
         batch = _batch_size(xn)
+        quantized: dict[str, Any]
+        if self.device.type == "cpu":
+            q = quantize_linear(student)
+            qlat = latency_ms(q, x1, min_run_time=0.1 if self.config.profile == "smoke" else 0.5)
+            quantized = {"latency_ms_bs1": qlat["median"], "latency_ms_bs1_iqr": qlat["iqr"],
+                         "size_bytes": state_dict_bytes(q)}
+        else:
+            quantized = {"skipped": f"dynamic int8 quantization runs on CPU only; device is {self.device.type}"}
         return {
+            "size_bytes": {"student": state_dict_bytes(student)},
+            "quantized": quantized,
             "throughput": {  # examples per second at the large batch
                 "teacher": batch / lat["teacher_bsN"] * 1e3, "student": batch / lat["student_bsN"] * 1e3},
             "params": {"teacher": count_params(teacher.model), "student": count_params(student)},
@@ -331,6 +345,18 @@ class Runner:
             "scenario": cell.scenario,
         }
 
+    def quantized_metrics(self, student: torch.nn.Module, pair: Pair, splits: Splits,
+                          teacher_test_logits: torch.Tensor, costs: dict[str, Any]) -> dict[str, Any]:
+        """Test accuracy and fidelity of the int8-quantized student, plus the pair's
+        quantized latency and size (see kdbench/quantize.py); a note when skipped."""
+        measured = dict(costs.get("quantized") or {"skipped": "not measured"})
+        if "skipped" in measured:
+            return measured
+        logits = predict(quantize_linear(student), pair.forward, splits.test.to("cpu"))
+        measured.update(test_acc=accuracy(logits, splits.test.y.cpu()),
+                        agreement=agreement(logits, teacher_test_logits.cpu()))
+        return measured
+
     def init_student(self, pair: Pair, teacher: Teacher, splits: Splits, seed: int) -> torch.nn.Module:
         """The student at `seed`: the same initial weights for every method (paired comparisons)."""
         torch.manual_seed(seed)
@@ -364,6 +390,7 @@ class Runner:
             "host": host_info(self.device),
             "speedup_bs1": costs["speedup_bs1"],
             "speedup_bsN": costs["speedup_bsN"],
+            "size_bytes": costs.get("size_bytes"),
             "metrics": {"teacher_test_acc": teacher.card["test_acc"]},
             "teacher_key": teacher.card.get("key"),
         }
@@ -389,11 +416,14 @@ class Runner:
                 adapters = adapters.to(self.device)
             record["params"]["adapters"] = count_params(adapters)
             torch.manual_seed(cell.seed + 2)
+            curve_val = splits.val.take(schedule.extra.get("curve_eval_limit", CURVE_EVAL_LIMIT))
+            record["curve_eval_examples"] = len(curve_val)
             result = train(
                 student, method, train_split, self.config.budget(schedule.steps), schedule, pair.forward,
                 seed=cell.seed, teacher=teacher.model if live_teacher else None, adapters=adapters,
                 teacher_logits=teacher_logits if use_teacher else None,
                 on_step=lambda s, l: bar.update(1),
+                evaluate=lambda: accuracy(predict(student, pair.forward, curve_val), curve_val.y),
             )
             test_logits = predict(student, pair.forward, splits.test)
             test_acc = accuracy(test_logits, splits.test.y)
@@ -405,12 +435,14 @@ class Runner:
                 "agreement": agreement(test_logits, teacher_test_logits),
                 "kl_teacher_student": kl_teacher_student(teacher_test_logits, test_logits),
             })
+            record["quantized"] = self.quantized_metrics(student, pair, splits, teacher_test_logits, costs)
             record["train"] = {
                 "steps": result.steps,
                 "seconds": round(result.seconds, 4),
                 "teacher_seconds": round(result.teacher_seconds, 4),
                 "teacher": ("live" if live_teacher else "cached") if use_teacher else "none",
             }
+            record["curve"] = result.curve
             record["terms"] = result.terms
             record["losses"] = [round(v, 6) for v in result.losses]
             record["status"] = "ok"

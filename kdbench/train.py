@@ -43,6 +43,7 @@ class TrainResult:
     teacher_seconds: float
     terms: dict[str, float]  # each loss term's last value
     losses: list[float] = field(default_factory=list)  # total loss per step
+    curve: list[dict[str, float]] = field(default_factory=list)  # [{step, seconds, val_acc}] (see `train`)
 
 
 class SupervisedLoss(Method):
@@ -75,12 +76,21 @@ def train(
     teacher_logits: Tensor | None = None,
     adapters: nn.Module | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    evaluate: Callable[[], float] | None = None,
+    eval_points: int = 10,
 ) -> TrainResult:
     """Train `student` (and `adapters`) with `method` until `budget` is spent.
 
     `data` must already be on the training device. The data order comes from `seed`
     alone, so every method sees the same batches. `teacher_logits`, when given, are
     the cached teacher logits for every training example and replace teacher forwards.
+
+    `evaluate`, when given, is called (it returns a validation accuracy) after the step
+    that reaches each of `eval_points` evenly spaced points of the budget — in steps, or
+    in seconds in time mode — and the result's `curve` keeps {step, seconds, val_acc}
+    at each. The clock is paused while it runs: evaluation time never counts against a
+    time budget, nor in the returned `seconds`. Points that fall within one step share
+    one evaluation, so a budget of fewer steps than points gives fewer points.
     """
     needs = frozenset(method.needs) | {"logits"}
     use_teacher = method.uses_teacher and (teacher is not None or teacher_logits is not None)
@@ -97,9 +107,13 @@ def train(
         set_teacher_frozen(teacher)
 
     step, teacher_seconds, terms, losses = 0, 0.0, {}, []
+    curve: list[dict[str, float]] = []
+    horizon = float(total_steps) if total_steps is not None else float(budget.seconds)  # type: ignore[arg-type]
+    marks = [horizon * (i + 1) / eval_points for i in range(eval_points)] if evaluate is not None else []
+    paused = 0.0  # seconds spent in `evaluate`, excluded from the budget
     start = time.perf_counter()
     while True:
-        elapsed = time.perf_counter() - start
+        elapsed = time.perf_counter() - start - paused
         if total_steps is not None:
             if step >= total_steps:
                 break
@@ -142,7 +156,16 @@ def train(
         terms = {k: float(v.detach()) for k, v in named.items()}
         if on_step is not None:
             on_step(step, value)
-    return TrainResult(step, time.perf_counter() - start, teacher_seconds, terms, losses)
+        if marks:
+            seconds = time.perf_counter() - start - paused
+            now = step if total_steps is not None else seconds
+            if now >= marks[0] - 1e-9:
+                while marks and now >= marks[0] - 1e-9:
+                    marks.pop(0)
+                t0 = time.perf_counter()
+                curve.append({"step": step, "seconds": round(seconds, 4), "val_acc": evaluate()})  # type: ignore[misc]
+                paused += time.perf_counter() - t0
+    return TrainResult(step, time.perf_counter() - start - paused, teacher_seconds, terms, losses, curve)
 
 
 @torch.no_grad()

@@ -115,9 +115,17 @@ class Zoo:
         splits: Splits,
         device: torch.device,
         on_step: Callable[[int, float], None] | None = None,
+        steps_fraction: float = 1.0,
     ) -> Teacher:
-        """Load the pair's teacher for `profile`, training and caching it when needed."""
+        """Load the pair's teacher for `profile`, training and caching it when needed.
+
+        `steps_fraction` < 1 gives a weaker variant (the `weak-teacher` scenario): the
+        same recipe trained for that fraction of the teacher steps (its own short cosine
+        schedule, not a snapshot of the full run), a zoo entry with its own card and sha256.
+        """
         recipe = pair.teacher_recipe(profile)
+        if steps_fraction != 1.0:
+            recipe = {**recipe, "steps_fraction": steps_fraction}
         cached = self.load(pair, recipe, splits.num_classes)
         if cached is not None:
             return Teacher(cached.model.to(device), cached.card)
@@ -133,11 +141,12 @@ class Zoo:
         on_step: Callable[[int, float], None] | None = None,
     ) -> Teacher:
         schedule = pair.schedule(profile)
+        steps = max(1, round(schedule.teacher_steps * recipe.get("steps_fraction", 1.0)))
         torch.manual_seed(TEACHER_SEED)
         model = pair.build_teacher(splits.num_classes).to(device)
         started = time.perf_counter()
         result = train(
-            model, SupervisedLoss(), splits.train, Budget(steps=schedule.teacher_steps), schedule,
+            model, SupervisedLoss(), splits.train, Budget(steps=steps), schedule,
             pair.forward, seed=TEACHER_SEED, lr=schedule.teacher_lr, on_step=on_step,
         )
         set_teacher_frozen(model)
