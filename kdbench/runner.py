@@ -191,7 +191,9 @@ def describe_plan(registry: Registry, config: RunConfig, cells: Sequence[Cell]) 
         methods = sorted({c.method for c in pair_cells})
         lines += [
             f"- {name} (dataset {pair.dataset}): {len(pair_cells)} cells = {len(methods)} methods × "
-            f"{len({c.seed for c in pair_cells})} seeds [{', '.join(methods)}]",
+            f"{len({c.seed for c in pair_cells})} seeds"
+            + (f" × {len(scs)} scenarios [{', '.join(scs)}]" if (scs := sorted({c.scenario for c in pair_cells})) != ["full"]
+               else "") + f" [{', '.join(methods)}]",
             f"    budget: {budget.steps} steps" if budget.mode == "steps" else f"    budget: {budget.seconds} s",
             f"    batch {s.batch_size}, lr {s.lr}; teacher: {s.teacher_steps} steps, "
             + ("cached in the zoo" if cached else "to be trained"),
@@ -266,7 +268,7 @@ class Runner:
             q = quantize_linear(student)
             qlat = latency_ms(q, x1, min_run_time=0.1 if self.config.profile == "smoke" else 0.5)
             quantized = {"latency_ms_bs1": qlat["median"], "latency_ms_bs1_iqr": qlat["iqr"],
-                         "size_bytes": state_dict_bytes(q)}
+                         "size_bytes": state_dict_bytes(q), "engine": torch.backends.quantized.engine}
         else:
             quantized = {"skipped": f"dynamic int8 quantization runs on CPU only; device is {self.device.type}"}
         return {
