@@ -61,7 +61,7 @@ def test_record_speedup_is_teacher_over_student_latency(smoke_run):
 
 def test_run_prints_results_table(smoke_run):
     _, stdout = smoke_run
-    assert "## mlp-hinton (smoke profile)" in stdout
+    assert "## mlp-hinton — smoke profile" in stdout
     assert "| student-only" in stdout and "| hinton" in stdout
 
 

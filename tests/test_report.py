@@ -63,24 +63,26 @@ def test_failed_cells_are_listed_not_aggregated():
     assert "| hinton" not in text
 
 
-def test_time_budget_gives_a_slower_method_fewer_steps(tmp_path, cli_run):
-    plugin = tmp_path / "slow.py"
-    plugin.write_text(
-        "import time\nimport torch.nn.functional as F\nfrom kdbench import hookimpl, Method\n\n"
-        "class Slow(Method):\n    name = 'slow'\n    uses_teacher = False\n\n"
-        "    def loss(self, student, teacher, labels):\n        time.sleep(0.02)\n"
-        "        return {'ce': F.cross_entropy(student.logits, labels)}\n\n"
-        "@hookimpl\ndef kdbench_methods():\n    return [Slow]\n"
-    )
-    out = tmp_path / "runs"
-    code, _, stderr = cli_run("run", "--plugin", str(plugin), "--methods", "student-only,slow", "--pairs", "mlp-hinton",
-                              "--profile", "smoke", "--budget-mode", "time", "--budget-seconds", "1.5",
-                              "--out", str(out), "--quiet")
-    assert code == 0, stderr
-    from kdbench.results import load_records
+def test_time_budget_gives_a_slower_method_fewer_steps(tmp_path, monkeypatch, registry):
+    """Time mode on a fake clock (every loss call costs 10 ms, the slow method's 50 ms): the
+    same seconds buy the slow method fewer steps, and records keep steps and seconds used."""
+    import kdbench.train
+    from kdbench.runner import Cell, RunConfig, Runner
 
-    by_method = {r["method"]: r for r in load_records([out])}
-    fast, slow = by_method["student-only"]["train"], by_method["slow"]["train"]
-    assert slow["steps"] < fast["steps"]
-    assert slow["seconds"] == pytest.approx(1.5, abs=0.5) and fast["seconds"] == pytest.approx(1.5, abs=0.5)
-    assert by_method["slow"]["budget"] == {"mode": "time", "steps": None, "seconds": 1.5}
+    now = [0.0]
+    monkeypatch.setattr(kdbench.train, "clock", lambda: now[0])
+    hinton = registry.method("hinton").obj
+    original = hinton.loss
+
+    def costed(self, student, teacher, labels):
+        now[0] += 0.05 if self.hp.temperature == 8.0 else 0.01  # the "slow" variant
+        return original(self, student, teacher, labels)
+
+    monkeypatch.setattr(hinton, "loss", costed)
+    runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path, progress=False,
+                                        budget_mode="time", budget_seconds=1.0))
+    records = runner.run([Cell("mlp-hinton", "hinton", 0), Cell("mlp-hinton", "hinton", 0, (("temperature", "8"),))])
+    fast, slow = sorted(records.written, key=lambda r: r["hparams"]["temperature"])
+    assert fast["train"]["steps"] == 100 and slow["train"]["steps"] == 20
+    assert fast["train"]["seconds"] == pytest.approx(1.0) and slow["train"]["seconds"] == pytest.approx(1.0)
+    assert slow["budget"] == {"mode": "time", "steps": None, "seconds": 1.0}
