@@ -1,0 +1,4 @@
+"""kdbench-dkd: Decoupled Knowledge Distillation as a third-party kdbench plugin."""
+from .dkd import DKD, dkd_terms
+
+__all__ = ["DKD", "dkd_terms"]
