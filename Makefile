@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench setup data clean
+.PHONY: run test bench leaderboard setup data clean
 
 setup: $(STAMP) data
 
@@ -33,6 +33,15 @@ run: setup
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$rc
+
+# The committed leaderboard: every built-in method × compatible pair × 3 seeds at the standard
+# profile, plus the label-scarce and noisy-label scenarios on the cheap pairs. Resumable.
+STANDARD := --profile standard --seeds 3 --jobs 2 --quiet --out results
+leaderboard: setup
+	-$(VENV)/bin/kdbench run $(STANDARD)
+	-$(VENV)/bin/kdbench run $(STANDARD) --pairs mlp-hinton,resnet-cnn --methods student-only,hinton \
+		--scenario labels-3 --scenario noise-40
+	$(VENV)/bin/kdbench report results --output leaderboard.md --plots results/plots --title "kdbench leaderboard"
 
 bench: setup
 	$(PY) -m pytest bench -q --benchmark-only $(PYTEST_ARGS)
