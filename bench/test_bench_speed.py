@@ -1,0 +1,130 @@
+"""Speed benchmarks of kdbench itself, each a ratio of two things timed in one run.
+
+(a) framework overhead: kdbench's training loop vs a bare hand-written PyTorch loop,
+    same models, batch and loss;
+(b) teacher cost: `hinton` with cached teacher logits vs live teacher vs `student-only`;
+(c) the grid: `--jobs 2` vs `--jobs 1` wall time on a smoke grid.
+"""
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from kdbench import Budget
+from kdbench.plugins import load_registry
+from kdbench.runner import RunConfig, Runner
+from kdbench.teacher_cache import teacher_logits
+from kdbench.train import train
+
+STEPS, ROUNDS = 20, 5
+
+
+def _state(pair_name: str, profile: str = "smoke"):
+    registry = load_registry()
+    if pair_name not in registry.pairs:
+        pytest.skip(f"pair {pair_name} not registered")
+    runner = Runner(registry, RunConfig(profile=profile, progress=False))
+    return registry, runner, runner.pair_state(pair_name)
+
+
+def _interleaved(fns: dict[str, callable]) -> dict[str, float]:
+    """Median seconds per call of each function, rounds interleaved so drift hits all alike."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for fn in fns.values():
+        fn()  # warm-up
+    for _ in range(ROUNDS):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _bare_loop(student, pair, data, schedule, seed):
+    """What a researcher writes by hand: forward, cross-entropy, backward, AdamW step."""
+    opt = torch.optim.AdamW(student.parameters(), lr=schedule.lr)
+    g = torch.Generator().manual_seed(seed)
+    student.train()
+    for _ in range(STEPS):
+        idx = torch.randint(len(data), (schedule.batch_size,), generator=g)
+        batch = data.index(idx)
+        logits = pair.forward(student, batch.x, frozenset({"logits"})).logits
+        loss = torch.nn.functional.cross_entropy(logits, batch.y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
+@pytest.mark.parametrize("pair_name", ["resnet-cnn", "minilm-tiny4"])
+def test_framework_overhead(benchmark, report_ratio, pair_name):
+    registry, runner, st = _state(pair_name)
+    schedule = st.pair.schedule("smoke")
+    method = registry.method("student-only").obj()
+    student = runner.init_student(st.pair, st.teacher, st.splits, 0)
+
+    def kdbench_loop():
+        train(student, method, st.splits.train, Budget(steps=STEPS), schedule, st.pair.forward, seed=0)
+
+    med = _interleaved({"kdbench": kdbench_loop, "bare": lambda: _bare_loop(student, st.pair, st.splits.train, schedule, 0)})
+    ratio = med["kdbench"] / med["bare"]
+    benchmark.extra_info.update(ratio=ratio, kdbench_step_ms=med["kdbench"] / STEPS * 1e3,
+                                bare_step_ms=med["bare"] / STEPS * 1e3)
+    benchmark.pedantic(kdbench_loop, rounds=1, iterations=1)
+    report_ratio(f"(a) {pair_name}: kdbench step / bare-loop step = {ratio:.3f} "
+                 f"({med['kdbench'] / STEPS * 1e3:.1f} ms vs {med['bare'] / STEPS * 1e3:.1f} ms, "
+                 f"batch {schedule.batch_size}, {STEPS} steps, median of {ROUNDS})")
+
+
+def test_teacher_cache(benchmark, report_ratio, pair_name="resnet-cnn"):
+    registry, runner, st = _state(pair_name, profile="quick")
+    schedule = st.pair.schedule("quick")
+    cached = teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "quick")
+    hinton, alone = registry.method("hinton").obj(), registry.method("student-only").obj()
+    student = runner.init_student(st.pair, st.teacher, st.splits, 0)
+
+    def run(method, **kw):
+        return lambda: train(student, method, st.splits.train, Budget(steps=STEPS), schedule, st.pair.forward,
+                             seed=0, **kw)
+
+    med = _interleaved({
+        "student-only": run(alone),
+        "hinton-cached": run(hinton, teacher_logits=cached),
+        "hinton-live": run(hinton, teacher=st.teacher.model),
+    })
+    benchmark.extra_info.update({k: v / STEPS * 1e3 for k, v in med.items()})
+    benchmark.pedantic(run(hinton, teacher_logits=cached), rounds=1, iterations=1)
+    report_ratio(f"(b) {pair_name} (quick, batch {schedule.batch_size}): hinton cached / student-only = "
+                 f"{med['hinton-cached'] / med['student-only']:.3f}; hinton live / student-only = "
+                 f"{med['hinton-live'] / med['student-only']:.3f}")
+
+
+def test_parallel_grid(benchmark, report_ratio, tmp_path):
+    base = [sys.executable, "-m", "kdbench.cli", "run", "--methods", "student-only,hinton",
+            "--pairs", "mlp-hinton,resnet-cnn", "--profile", "smoke", "--seeds", "2", "--quiet"]
+    subprocess.run(base + ["--out", str(tmp_path / "warm")], check=True, capture_output=True)  # teachers cached
+
+    def grid(jobs: int, out: Path) -> float:
+        t0 = time.perf_counter()
+        subprocess.run(base + ["--jobs", str(jobs), "--out", str(out)], check=True, capture_output=True)
+        return time.perf_counter() - t0
+
+    walls = {1: [], 2: []}
+    for r in range(3):
+        for jobs in (1, 2):
+            walls[jobs].append(grid(jobs, tmp_path / f"j{jobs}-{r}"))
+    med = {j: statistics.median(v) for j, v in walls.items()}
+    from kdbench.results import load_records
+
+    accs = [{(x["pair"], x["method"], x["seed"]): x["metrics"]["test_acc"] for x in load_records([tmp_path / f"j{j}-0"])}
+            for j in (1, 2)]
+    benchmark.extra_info.update(jobs1_s=med[1], jobs2_s=med[2], identical=accs[0] == accs[1])
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    report_ratio(f"(c) smoke grid of 8 cells: --jobs 2 / --jobs 1 wall time = {med[2] / med[1]:.3f} "
+                 f"({med[2]:.1f} s vs {med[1]:.1f} s, median of 3 runs, process start included); "
+                 f"identical accuracies: {accs[0] == accs[1]}")
