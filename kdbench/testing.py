@@ -111,17 +111,15 @@ class _Check:
 
 # -- watching which taps a method reads ---------------------------------------------------------
 class _Watched(Outputs):
-    """Outputs that note every read of a tap outside `allowed` (the method's `needs`)."""
+    """Outputs that note in `_reads` the name of every tap read from them."""
 
     def __getattribute__(self, name: str) -> Any:
         if name in TAPS:
-            if name not in object.__getattribute__(self, "_allowed"):
-                object.__getattribute__(self, "_reads").add(name)
+            object.__getattribute__(self, "_reads").add(name)
         return object.__getattribute__(self, name)
 
     def detach(self) -> "Outputs":
-        return _watch(_fields(self).detach(), object.__getattribute__(self, "_allowed"),
-                      object.__getattribute__(self, "_reads"))
+        return _watch(_fields(self).detach(), object.__getattribute__(self, "_reads"))
 
 
 def _fields(out: Outputs) -> Outputs:
@@ -129,11 +127,10 @@ def _fields(out: Outputs) -> Outputs:
     return Outputs(**{f.name: object.__getattribute__(out, f.name) for f in dataclasses.fields(Outputs)})
 
 
-def _watch(out: Outputs | None, allowed: frozenset[str], reads: set[str]) -> Outputs | None:
+def _watch(out: Outputs | None, reads: set[str]) -> Outputs | None:
     if out is None:
         return None
     watched = _Watched(**{f.name: object.__getattribute__(out, f.name) for f in dataclasses.fields(Outputs)})
-    object.__setattr__(watched, "_allowed", allowed)
     object.__setattr__(watched, "_reads", reads)
     return watched
 
@@ -337,8 +334,8 @@ def _probe_method(check: _Check, cls: type[Method], hparams: Mapping[str, Any], 
 
     def undeclared() -> None:
         for who, reads in (("student", s_reads), ("teacher", t_reads)):
-            if reads:
-                check.fail("undeclared-taps", f"reads the {who}'s {sorted(reads)} but needs = "
+            if reads - needs:
+                check.fail("undeclared-taps", f"reads the {who}'s {sorted(reads - needs)} but needs = "
                                               f"{sorted(method.needs)}; declare every tap it reads")
 
     with check.rule("needs-satisfied"):
@@ -351,7 +348,7 @@ def _probe_method(check: _Check, cls: type[Method], hparams: Mapping[str, Any], 
 
     with check.rule("adapters"):
         torch.manual_seed(seed + 1)
-        adapters = method.adapters(_watch(s_out.detach(), needs, s_reads), _watch(t_out, needs, t_reads))
+        adapters = method.adapters(_watch(s_out.detach(), s_reads), _watch(t_out, t_reads))
         undeclared()
         if adapters is not None and not isinstance(adapters, nn.Module):
             check.fail("adapters", f"adapters() returned {type(adapters).__name__}; return an nn.Module or None")
@@ -377,7 +374,7 @@ def _probe_method(check: _Check, cls: type[Method], hparams: Mapping[str, Any], 
         t_snapshot = {k: v.clone() for k, v in _tensors(t_out).items()}
         at = f"at progress {point:g}"
         with check.rule("finite-scalar-terms"):
-            named = method.loss(_watch(s_out, needs, s_reads), _watch(t_out, needs, t_reads), batch.y)
+            named = method.loss(_watch(s_out, s_reads), _watch(t_out, t_reads), batch.y)
             _check_terms(check, named, at)
         with check.rule("undeclared-taps"):
             undeclared()
@@ -411,6 +408,10 @@ def _probe_method(check: _Check, cls: type[Method], hparams: Mapping[str, Any], 
     with check.rule("student-gradients"):
         if not student_moved:
             check.fail("student-gradients", "every student gradient is zero at every progress point")
+    unread = sorted(needs - {"logits"} - s_reads - t_reads)
+    if unread:
+        check.report.notes.append(f"declares {unread} in needs but never reads them; every declared tap is "
+                                  "computed for student and teacher at each step")
     with check.rule("adapter-gradients"):
         unreached = [n for n, _ in trainable if n not in adapter_reached]
         if unreached:
