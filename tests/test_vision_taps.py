@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from kdbench.taps import outputs, token_map
-from kdbench_plugins.resnet_cnn import ResNetCNN
-from kdbench_plugins.vit_cnn import ViTCNN
+from kdbench_plugins.resnet_cnn import ResNetCNN, timm_model
+from kdbench_plugins.vit_cnn import VIT_TEACHER, ViTCNN
 
 NEEDS = frozenset({"logits", "features"})
 
@@ -26,7 +26,17 @@ def test_vit_teacher_blocks_come_back_as_7x7_maps(x):
     vit = _eval(ViTCNN().build_teacher(10))
     out = outputs(vit, x, NEEDS)
     assert out.logits.shape == (2, 10)
-    assert [tuple(f.shape) for f in out.features] == [(2, 96, 7, 7)] * 4  # one map per block, class token dropped
+    assert [tuple(f.shape) for f in out.features] == [(2, 96, 7, 7)] * 4  # one map per block
+
+
+def test_vit_with_a_class_token_gives_maps_of_its_patch_tokens_only(x):
+    torch.manual_seed(0)
+    vit = _eval(timm_model({**VIT_TEACHER, "class_token": True, "global_pool": "token"}, 10))
+    assert vit.num_prefix_tokens == 1
+    out = outputs(vit, x, NEEDS)
+    assert [tuple(f.shape) for f in out.features] == [(2, 96, 7, 7)] * 4
+    with torch.no_grad():
+        assert torch.allclose(outputs(vit, x, NEEDS).logits, vit(x), atol=1e-5)
 
 
 def test_resnet_student_stem_and_stages_come_back_as_maps(x):
