@@ -35,3 +35,25 @@ def test_cifar_resnets_are_timm_models_with_stage_maps():
     assert student.forward_head(final).shape == (2, 100)
     n_t, n_s = (sum(p.numel() for p in m.parameters()) for m in (teacher, student))
     assert n_t > 5 * n_s  # published sizes: 7.4 M vs 1.2 M
+
+
+def test_paper_dry_run_lists_the_sst2_bert_pair_and_its_downloads(cli_run, tmp_path):
+    code, stdout, stderr = cli_run("run", "--profile", "paper", "--pairs", "bert-sst2-tiny4", "--dry-run",
+                                   "--out", str(tmp_path / "r"))
+    assert code == 0, stderr
+    assert "bert-sst2-tiny4 (dataset sst2)" in stdout
+    assert "google-bert/bert-base-uncased" in stdout and "GLUE SST-2" in stdout
+
+
+def test_sst2_student_has_tinybert4_shape_in_the_teachers_vocabulary():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from kdbench_plugins.bert_sst2 import BertSST2Tiny4
+
+    teacher = BertForSequenceClassification(BertConfig(vocab_size=30522, hidden_size=48, num_hidden_layers=2,
+                                                       num_attention_heads=12, intermediate_size=96, num_labels=2))
+    student = BertSST2Tiny4().build_student(teacher, 2)
+    c = student.config
+    assert (c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.intermediate_size) == (4, 312, 12, 1200)
+    assert c.vocab_size == 30522 and c.num_labels == 2
+    assert 14.0e6 < sum(p.numel() for p in student.parameters()) < 15.0e6  # TinyBERT-4: 14.5 M

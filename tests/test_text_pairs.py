@@ -109,3 +109,15 @@ def test_text_pairs_expose_the_transformer_taps(registry):
 def test_text_profiles_are_small(profile):
     s = TEXT_SCHEDULES[profile]
     assert s.extra["max_len"] <= 48 and s.train_limit is not None and s.eval_limit is not None
+
+
+def test_tiny4_word_embeddings_are_the_teachers_principal_projection_frozen():
+    teacher = tiny_teacher()
+    table = teacher.get_input_embeddings().weight
+    width = MiniLMTiny4().build_student(teacher, 5).get_input_embeddings().weight.shape[1]
+    with torch.no_grad():  # a table of rank `width`: its projection loses nothing
+        table.copy_(torch.randn(table.shape[0], width) @ torch.randn(width, table.shape[1]) + 0.5)
+    emb = MiniLMTiny4().build_student(teacher, 5).get_input_embeddings().weight
+    centred = table - table.mean(0, keepdim=True)
+    assert not emb.requires_grad
+    torch.testing.assert_close(emb @ emb.T, centred @ centred.T, atol=1e-3, rtol=1e-3)
