@@ -30,7 +30,7 @@ class MLPHinton(Pair):
     taps = frozenset({"logits"})
     schedules = {
         "smoke": Schedule(steps=30, teacher_steps=60, batch_size=64, train_limit=2048, eval_limit=1000),
-        "quick": Schedule(steps=500, teacher_steps=1500, batch_size=128),
+        "quick": Schedule(steps=400, teacher_steps=1000, batch_size=128),
         "standard": Schedule(steps=1500, teacher_steps=3000, batch_size=128),
         "paper": Schedule(steps=30000, teacher_steps=60000, batch_size=100),
     }

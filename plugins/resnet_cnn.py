@@ -26,7 +26,7 @@ def timm_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
 VISION_SCHEDULES = {
     "smoke": Schedule(steps=8, teacher_steps=16, batch_size=32, train_limit=1024, eval_limit=256,
                       extra={"latency_batch": 32}),
-    "quick": Schedule(steps=150, teacher_steps=300, batch_size=128, eval_limit=5000, lr=2e-3, teacher_lr=2e-3),
+    "quick": Schedule(steps=100, teacher_steps=200, batch_size=128, eval_limit=5000, lr=2e-3, teacher_lr=2e-3),
     "standard": Schedule(steps=300, teacher_steps=800, batch_size=128, lr=2e-3, teacher_lr=2e-3),
     "paper": Schedule(steps=20000, teacher_steps=40000, batch_size=128, lr=2e-3, teacher_lr=2e-3),
 }

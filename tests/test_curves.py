@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -97,3 +98,17 @@ def test_report_links_budget_curves_and_tabulates_when_distillation_pays(tmp_pat
     assert "int8 acc %" in text and "agree %" in text
     again = render_markdown(records, plots_dir=tmp_path / "plots", link_from=tmp_path)
     assert again == text
+
+
+@pytest.mark.parametrize("gain, words", [
+    (0.03, "the label-scarce gain reproduces the direction of Hinton et al.'s regulariser result"),
+    (-0.02, "the label-scarce gain does not reproduce the direction of Hinton et al.'s regulariser result"),
+])
+def test_report_says_whether_the_label_scarce_gain_reproduces_hintons_direction(gain, words):
+    from kdbench.report import render_markdown
+
+    records = [_record(m, s, base + (g if m == "hinton" else 0) + s / 1000, sc)
+               for sc, base, g in (("full", 0.80, 0.0), ("labels-3", 0.70, gain))
+               for m in ("student-only", "hinton") for s in range(3)]
+    line = next(x for x in render_markdown(records).splitlines() if x.startswith("- **p** (smoke): Δ(hinton"))
+    assert f"under `labels-3` against +0.00 [+0.00, +0.00] ns under `full`; {words}." in line
