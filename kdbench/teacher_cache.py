@@ -8,6 +8,8 @@ through the same kernels as in a live forward of a training batch.
 """
 from __future__ import annotations
 
+import hashlib
+import warnings
 from pathlib import Path
 
 import torch
@@ -42,24 +44,34 @@ def compute_logits(teacher: Teacher, pair: Pair, splits: Splits, batch_size: int
     return torch.cat(chunks)
 
 
+def logits_sha256(logits: Tensor) -> str:
+    return hashlib.sha256(logits.cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
 def teacher_logits(zoo: Zoo, teacher: Teacher, pair: Pair, splits: Splits, profile: str) -> Tensor:
     """Cached train-split logits of `teacher`, computed and stored on first use.
 
-    The file records the teacher's sha256; a cache from another teacher, of another
-    size, or unreadable, is recomputed, never trusted.
+    The file records the teacher's sha256 and the logits' own sha256; a cache from
+    another teacher, of another size, unreadable, or whose bytes no longer match their
+    checksum (a warning says so), is recomputed, never trusted.
     """
     path = cache_file(zoo, teacher, splits, profile)
     device = splits.train.y.device
     if path.is_file():
         try:
             with safe_open(str(path), framework="pt") as fh:
-                if (fh.metadata() or {}).get("teacher_sha256") == teacher.sha256:
-                    logits = fh.get_tensor("logits")
-                    if logits.shape[0] == len(splits.train):
-                        return logits.to(device)
+                meta = fh.metadata() or {}
+                logits = fh.get_tensor("logits") if meta.get("teacher_sha256") == teacher.sha256 else None
+            if logits is not None and logits.shape[0] == len(splits.train):
+                expected = meta.get("logits_sha256")  # absent in caches written before checksums
+                if expected == logits_sha256(logits):
+                    return logits.to(device)
+                if expected is not None:
+                    warnings.warn(f"cached teacher logits {path} fail their checksum; recomputing them")
         except Exception:  # noqa: BLE001 - torn file: recompute
             pass
     logits = compute_logits(teacher, pair, splits, pair.schedule(profile).batch_size)
     with atomic_path(path) as tmp:
-        save_file({"logits": logits.cpu().contiguous()}, str(tmp), metadata={"teacher_sha256": teacher.sha256})
+        save_file({"logits": logits.cpu().contiguous()}, str(tmp),
+                  metadata={"teacher_sha256": teacher.sha256, "logits_sha256": logits_sha256(logits)})
     return logits

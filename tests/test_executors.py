@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from kdbench.results import load_records
 
@@ -61,3 +62,21 @@ def test_jobs_must_be_positive(cli_run, tmp_path):
     code, _, err = cli_run("run", *GRID, "--jobs", "0", "--out", str(tmp_path / "x"))
     assert code == 2 and err.count("\n") == 1 and "--jobs" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_corrupted_teacher_logits_cache_is_recomputed_with_a_warning(plain_run):
+    from kdbench.plugins import load_registry
+    from kdbench.runner import RunConfig, Runner
+    from kdbench.teacher_cache import cache_file, teacher_logits
+
+    runner = Runner(load_registry(), RunConfig(profile="smoke", progress=False))
+    st = runner.pair_state("mlp-hinton")
+    path = cache_file(runner.zoo, st.teacher, st.splits, "smoke")
+    good = teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke").clone()  # may map the file
+    raw = bytearray(path.read_bytes())
+    raw[-2] ^= 0x40  # one bit of the last logit
+    path.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="fail their checksum"):
+        again = teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke")
+    assert torch.equal(again, good)
+    assert torch.equal(teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke"), good)  # rewritten
