@@ -104,10 +104,13 @@ def test_teacher_cache(benchmark, report_ratio, pair_name="resnet-cnn"):
                  f"{med['hinton-live'] / med['student-only']:.3f}")
 
 
-def test_parallel_grid(benchmark, report_ratio, tmp_path):
+@pytest.mark.parametrize("profile, rounds", [("smoke", 3), ("quick", 1)])
+def test_parallel_grid(benchmark, report_ratio, tmp_path, profile, rounds):
+    """8 cells; at smoke size process start and pair preparation (serial) dominate, at quick the cells do."""
     base = [sys.executable, "-m", "kdbench.cli", "run", "--methods", "student-only,hinton",
-            "--pairs", "mlp-hinton,resnet-cnn", "--profile", "smoke", "--seeds", "2", "--quiet"]
-    subprocess.run(base + ["--out", str(tmp_path / "warm")], check=True, capture_output=True)  # teachers cached
+            "--pairs", "mlp-hinton,resnet-cnn", "--profile", profile, "--seeds", "2", "--quiet"]
+    warm = [*base[:4], "--methods", "student-only", *base[6:9], profile, "--seeds", "1", "--quiet"]
+    subprocess.run(warm + ["--out", str(tmp_path / "warm")], check=True, capture_output=True)  # teachers cached
 
     def grid(jobs: int, out: Path) -> float:
         t0 = time.perf_counter()
@@ -115,7 +118,7 @@ def test_parallel_grid(benchmark, report_ratio, tmp_path):
         return time.perf_counter() - t0
 
     walls = {1: [], 2: []}
-    for r in range(3):
+    for r in range(rounds):
         for jobs in (1, 2):
             walls[jobs].append(grid(jobs, tmp_path / f"j{jobs}-{r}"))
     med = {j: statistics.median(v) for j, v in walls.items()}
@@ -125,6 +128,6 @@ def test_parallel_grid(benchmark, report_ratio, tmp_path):
             for j in (1, 2)]
     benchmark.extra_info.update(jobs1_s=med[1], jobs2_s=med[2], identical=accs[0] == accs[1])
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)
-    report_ratio(f"(c) smoke grid of 8 cells: --jobs 2 / --jobs 1 wall time = {med[2] / med[1]:.3f} "
-                 f"({med[2]:.1f} s vs {med[1]:.1f} s, median of 3 runs, process start included); "
+    report_ratio(f"(c) {profile} grid of 8 cells: --jobs 2 / --jobs 1 wall time = {med[2] / med[1]:.3f} "
+                 f"({med[2]:.1f} s vs {med[1]:.1f} s, median of {rounds} run(s), process start included); "
                  f"identical accuracies: {accs[0] == accs[1]}")
