@@ -107,10 +107,13 @@ def test_teacher_cache(benchmark, report_ratio, pair_name="resnet-cnn"):
 @pytest.mark.parametrize("profile, rounds", [("smoke", 3), ("quick", 1)])
 def test_parallel_grid(benchmark, report_ratio, tmp_path, profile, rounds):
     """8 cells; at smoke size process start and pair preparation (serial) dominate, at quick the cells do."""
-    base = [sys.executable, "-m", "kdbench.cli", "run", "--methods", "student-only,hinton",
-            "--pairs", "mlp-hinton,resnet-cnn", "--profile", profile, "--seeds", "2", "--quiet"]
-    warm = [*base[:4], "--methods", "student-only", *base[6:9], profile, "--seeds", "1", "--quiet"]
-    subprocess.run(warm + ["--out", str(tmp_path / "warm")], check=True, capture_output=True)  # teachers cached
+    def command(methods: str, seeds: int) -> list[str]:
+        return [sys.executable, "-m", "kdbench.cli", "run", "--methods", methods, "--pairs", "mlp-hinton,resnet-cnn",
+                "--profile", profile, "--seeds", str(seeds), "--quiet"]
+
+    base = command("student-only,hinton", 2)
+    warm = command("student-only", 1)  # trains and caches the teachers
+    subprocess.run(warm + ["--out", str(tmp_path / "warm")], check=True, capture_output=True)
 
     def grid(jobs: int, out: Path) -> float:
         t0 = time.perf_counter()

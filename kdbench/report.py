@@ -271,15 +271,14 @@ def regulariser_verdicts(frame: pd.DataFrame) -> list[str]:
             scarce = _delta(g[g["scenario"] == sc], "hinton", "student-only")
             if full is None or scarce is None:
                 continue
-            grows = scarce.mean > full.mean
-            if scarce.significant and scarce.mean > 0 and grows:
-                verdict = "reproduces the direction of Hinton et al.'s regulariser result"
-            elif grows:
-                verdict = ("points the way of Hinton et al.'s regulariser result but is not significant"
-                           if not scarce.significant else
-                           "is larger than under `full` but still negative: not Hinton et al.'s regulariser result")
-            else:
+            if scarce.mean <= full.mean:
                 verdict = "does not reproduce the direction of Hinton et al.'s regulariser result"
+            elif not scarce.significant:
+                verdict = "points the way of Hinton et al.'s regulariser result but is not significant"
+            elif scarce.mean > 0:
+                verdict = "reproduces the direction of Hinton et al.'s regulariser result"
+            else:
+                verdict = "is larger than under `full` but still negative: not Hinton et al.'s regulariser result"
             out.append(f"- **{pair}** ({profile}): Δ(hinton − student-only) is {scarce.format()} under `{sc}` "
                        f"against {full.format()} under `full`; the label-scarce gain {verdict}.")
     return out + [""] if out else []
