@@ -20,7 +20,7 @@ from torch import nn
 
 from kdbench import Schedule, hookimpl
 
-from .minilm import MiniLMPair, narrow_student, quiet_transformers
+from .minilm import MiniLMPair, narrow_student
 
 HUB_ID = "google-bert/bert-base-uncased"
 #: SST-2 has 66,477 training sentences after kdbench's validation cut: 3 epochs at batch 32.
@@ -36,11 +36,10 @@ class BertSST2Tiny4(MiniLMPair):
     dataset = "sst2"
     schedules = SCHEDULES
     layers, hidden, ffn = 4, 312, 1200
+    freeze_word_embeddings = False
 
-    def dataset_options(self, profile: str) -> dict[str, Any]:
-        s = self.schedule(profile)
-        return {"tokenizer": HUB_ID, "max_len": s.extra["max_len"], "train_limit": s.train_limit,
-                "eval_limit": s.eval_limit}
+    def source(self) -> str:
+        return HUB_ID
 
     def downloads(self, profile: str) -> list[str]:
         return [f"{HUB_ID} weights and tokenizer (about 440 MB, Hugging Face hub)",
@@ -50,12 +49,6 @@ class BertSST2Tiny4(MiniLMPair):
         s = self.schedule(profile)
         return {"model": HUB_ID, "dataset": self.dataset, "profile": profile, "steps": s.teacher_steps,
                 "lr": s.teacher_lr, "batch_size": s.batch_size, "max_len": s.extra["max_len"]}
-
-    def build_teacher(self, num_classes: int) -> nn.Module:
-        from transformers import AutoModelForSequenceClassification
-
-        with quiet_transformers():
-            return AutoModelForSequenceClassification.from_pretrained(HUB_ID, num_labels=num_classes)
 
     def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
         return narrow_student(teacher, self.layers, self.hidden, self.ffn)

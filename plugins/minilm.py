@@ -171,15 +171,21 @@ class MiniLMPair(Pair):
     dataset = "wordnet-supersense"
     taps = frozenset({"logits", "hidden_states", "attentions", "embeddings"})
     schedules = TEXT_SCHEDULES
+    #: Keep the pretrained word embeddings frozen while the teacher is fine-tuned.
+    freeze_word_embeddings = True
+
+    def source(self) -> str:
+        """The teacher's pretrained weights and tokenizer: a folder or a hub id."""
+        return minilm_source()
 
     def dataset_options(self, profile: str) -> dict[str, Any]:
         s = self.schedule(profile)
-        return {"tokenizer": minilm_source(), "max_len": s.extra["max_len"], "train_limit": s.train_limit,
+        return {"tokenizer": self.source(), "max_len": s.extra["max_len"], "train_limit": s.train_limit,
                 "eval_limit": s.eval_limit, "eval_by_length": True}
 
     def teacher_recipe(self, profile: str) -> dict[str, Any]:
         s = self.schedule(profile)
-        return {"model": "all-minilm-l6-v2", "weights": source_id(minilm_source()), "dataset": self.dataset,
+        return {"model": "all-minilm-l6-v2", "weights": source_id(self.source()), "dataset": self.dataset,
                 "profile": profile, "steps": s.teacher_steps, "lr": s.teacher_lr, "batch_size": s.batch_size,
                 "train_limit": s.train_limit, "max_len": s.extra["max_len"], "frozen": "word_embeddings"}
 
@@ -187,8 +193,8 @@ class MiniLMPair(Pair):
         from transformers import AutoModelForSequenceClassification
 
         with quiet_transformers():
-            model = AutoModelForSequenceClassification.from_pretrained(minilm_source(), num_labels=num_classes)
-        model.get_input_embeddings().weight.requires_grad_(False)
+            model = AutoModelForSequenceClassification.from_pretrained(self.source(), num_labels=num_classes)
+        model.get_input_embeddings().weight.requires_grad_(not self.freeze_word_embeddings)
         return model
 
     def forward(self, model: nn.Module, inputs: Any, needs: frozenset[str] | set[str]) -> Outputs:
