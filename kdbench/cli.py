@@ -63,7 +63,10 @@ def cli() -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True,
               help="Folder for the records (one JSON per cell). Re-running resumes.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with dataset files (also $KDBENCH_DATA).")
-@click.option("--device", help="cpu or cuda (default: cuda when available).")
+@click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+              help="Forward passes in fp32 or under bf16 autocast; auto: bf16 on a CUDA GPU that supports it, "
+                   "fp32 on CPU. Losses always run in fp32.")
 @click.option("--force", is_flag=True, help="Recompute cells that already have a record.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed cell.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
@@ -79,7 +82,7 @@ def cli() -> None:
 @plugin_option
 def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], profile: str, budget_mode: str,
         budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
-        data_dir: Path | None, device: str | None, force: bool, fail_fast: bool, quiet: bool,
+        data_dir: Path | None, device: str | None, precision: str, force: bool, fail_fast: bool, quiet: bool,
         jobs: int, executor: str, ray_address: str | None, no_teacher_cache: bool, dry_run: bool,
         plugins: Sequence[str]) -> None:
     """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
@@ -89,7 +92,7 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
 
     config = RunConfig(
         profile=profile, out=out, budget_mode=budget_mode, budget_steps=budget_steps,
-        budget_seconds=budget_seconds, device=device, data_dir=data_dir, force=force,
+        budget_seconds=budget_seconds, device=device, precision=precision, data_dir=data_dir, force=force,
         fail_fast=fail_fast, progress=not quiet, jobs=jobs, executor=executor,
         ray_address=ray_address, teacher_cache=not no_teacher_cache, plugins=tuple(plugins),
         command=shlex.join(["kdbench", *sys.argv[1:]]),

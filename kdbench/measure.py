@@ -5,7 +5,7 @@ autorange; CUDA synchronisation handled by it) at batch 1 and at a large batch.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -33,14 +33,15 @@ def flops_per_example(model: nn.Module, inputs: Any) -> int:
 
 
 @torch.no_grad()
-def latency_ms(model: nn.Module, inputs: Any, min_run_time: float = 0.5) -> dict[str, float]:
-    """Median and interquartile range of one forward pass, in milliseconds."""
+def latency_ms(model: nn.Module, inputs: Any, min_run_time: float = 0.5,
+               call: Callable[[nn.Module, Any], Any] = _call) -> dict[str, float]:
+    """Median and interquartile range of one forward pass (`call(model, inputs)`), in milliseconds."""
     model.eval()
     for _ in range(3):  # warm-up (lazy init, allocator, autotuning)
-        _call(model, inputs)
+        call(model, inputs)
     timer = benchmark.Timer(
         stmt="call(model, inputs)",
-        globals={"call": _call, "model": model, "inputs": inputs},
+        globals={"call": call, "model": model, "inputs": inputs},
         num_threads=torch.get_num_threads(),
     )
     m = timer.blocked_autorange(min_run_time=min_run_time)

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from .accel import PRECISIONS, Accel, resolve_device
 from .api import Budget, Method, Pair, Splits
 from .data import limit
 from .errors import UsageError, suggest
@@ -35,6 +36,9 @@ PROFILES = ("smoke", "quick", "standard", "paper")
 #: Validation examples behind each budget-curve point (a pair may set `curve_eval_limit` in
 #: its schedule's `extra`); the final `val_acc` uses the whole (profile-limited) split.
 CURVE_EVAL_LIMIT = 2000
+#: Seconds of timed forwards behind each latency (a `blocked_autorange` minimum): smoke
+#: numbers only show that measuring works; the leaderboard's need to hold still.
+LATENCY_SECONDS = {"smoke": 0.1, "quick": 0.5, "standard": 1.0, "paper": 1.0}
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,7 @@ class RunConfig:
     budget_steps: int | None = None
     budget_seconds: float | None = None
     device: str | None = None
+    precision: str = "auto"  # a key of kdbench.accel.PRECISIONS
     data_dir: Path | None = None
     zoo_root: Path | None = None
     force: bool = False
@@ -70,6 +75,12 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.profile!r}" + suggest(self.profile, PROFILES, "known profiles: "))
         Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates
+        resolve_device(self.device)
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        if self.data_dir is not None and not Path(self.data_dir).is_dir():
+            raise UsageError(f"--data-dir {self.data_dir} is not a folder; give the folder that holds the "
+                             "dataset files, or leave it out to use the installed datasets")
         if self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {self.jobs}")
         if self.executor not in EXECUTORS:
@@ -202,17 +213,14 @@ def describe_plan(registry: Registry, config: RunConfig, cells: Sequence[Cell]) 
     return "\n".join(lines)
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
 class Runner:
     """Runs cells pair by pair: data and teacher once per pair, then each cell."""
 
     def __init__(self, registry: Registry, config: RunConfig) -> None:
         self.registry = registry
         self.config = config
-        self.device = torch.device(config.device or default_device())
+        self.device = resolve_device(config.device)
+        self.accel = Accel.choose(self.device, config.precision)
         self.zoo = Zoo(config.zoo_root)
         self._pairs: dict[str, PairState] = {}  # prepared once per pair, inherited by forked workers
 
@@ -244,7 +252,7 @@ class Runner:
         bar = tqdm(total=round(schedule.teacher_steps * steps_fraction), desc=f"teacher {pair.name}", leave=False,
                    disable=not self.config.progress)
         try:
-            return self.zoo.get(pair, self.config.profile, splits, self.device, on_step=lambda s, l: bar.update(1),
+            return self.zoo.get(pair, self.config.profile, splits, self.accel, on_step=lambda s, l: bar.update(1),
                                 steps_fraction=steps_fraction)
         finally:
             bar.close()
@@ -252,21 +260,22 @@ class Runner:
     def costs(self, pair: Pair, teacher: Teacher, splits: Splits) -> dict[str, Any]:
         """Params, FLOPs and latency of teacher and student: the same for every method."""
         torch.manual_seed(0)
-        student = pair.build_student(teacher.model, splits.num_classes).to(self.device)
+        student = self.accel.model(pair.build_student(teacher.model, splits.num_classes))
+        seconds = LATENCY_SECONDS[self.config.profile]
         big = pair.schedule(self.config.profile).extra.get("latency_batch", 256)
         x1, xn = pair.example_inputs(splits, 1), pair.example_inputs(splits, big)
         x1, xn = _to(x1, self.device), _to(xn, self.device)
         lat = {}
         for who, model in (("teacher", teacher.model), ("student", student)):
             for tag, x in (("bs1", x1), ("bsN", xn)):
-                m = latency_ms(model, x)
+                m = latency_ms(model, x, seconds, call=self.accel.call)
                 lat[f"{who}_{tag}"] = m["median"]
                 lat[f"{who}_{tag}_iqr"] = m["iqr"]
         batch = _batch_size(xn)
         quantized: dict[str, Any]
         if self.device.type == "cpu":
             q = quantize_linear(student)
-            qlat = latency_ms(q, x1, min_run_time=0.1 if self.config.profile == "smoke" else 0.5)
+            qlat = latency_ms(q, x1, seconds)
             quantized = {"latency_ms_bs1": qlat["median"], "latency_ms_bs1_iqr": qlat["iqr"],
                          "size_bytes": state_dict_bytes(q), "engine": torch.backends.quantized.engine}
         else:
@@ -308,13 +317,14 @@ class Runner:
         teacher = teacher or state.teacher
         if teacher.sha256 not in state.logits:
             state.logits[teacher.sha256] = teacher_logits(self.zoo, teacher, state.pair, state.splits,
-                                                          self.config.profile)
+                                                          self.config.profile, self.accel)
         return state.logits[teacher.sha256]
 
     def teacher_test_logits(self, state: "PairState", teacher: Teacher) -> torch.Tensor:
         """The teacher's test logits, for fidelity metrics (once per pair and teacher)."""
         if teacher.sha256 not in state.test_logits:
-            state.test_logits[teacher.sha256] = predict(teacher.model, state.pair.forward, state.splits.test)
+            state.test_logits[teacher.sha256] = predict(teacher.model, self.accel.forward(state.pair.forward),
+                                                            state.splits.test)
         return state.test_logits[teacher.sha256]
 
     def execute(self, cell: Cell, identity: dict[str, Any], costs: dict[str, Any]) -> dict[str, Any]:
@@ -362,7 +372,7 @@ class Runner:
     def init_student(self, pair: Pair, teacher: Teacher, splits: Splits, seed: int) -> torch.nn.Module:
         """The student at `seed`: the same initial weights for every method (paired comparisons)."""
         torch.manual_seed(seed)
-        return pair.build_student(teacher.model, splits.num_classes).to(self.device)
+        return self.accel.model(pair.build_student(teacher.model, splits.num_classes))
 
     def run_cell(self, cell: Cell, pair: Pair, splits: Splits, teacher: Teacher,
                  costs: dict[str, Any], identity: dict[str, Any],
@@ -373,12 +383,14 @@ class Runner:
         schedule = pair.schedule(self.config.profile)
         method: Method = self.registry.method(cell.method).obj(**dict(cell.hparams))
         scenario = get_scenario(cell.scenario)
+        forward = self.accel.forward(pair.forward)
         started = time.perf_counter()
         record: dict[str, Any] = {
             **identity,
             "cell_id": cell_id(identity),
             "dataset": pair.dataset,
             "device": str(self.device),
+            **self.accel.describe(),
             "threads": torch.get_num_threads(),
             "versions": versions(),
             "git_sha": git_sha(),
@@ -410,28 +422,28 @@ class Runner:
             adapters = None
             sample = train_split.take(schedule.batch_size)
             torch.manual_seed(cell.seed + 1)
-            s_out = pair.forward(student, sample.x, frozenset(method.needs) | {"logits"})
+            s_out = forward(student, sample.x, frozenset(method.needs) | {"logits"})
             with torch.no_grad():
-                t_out = pair.forward(teacher.model, sample.x, frozenset(method.needs) | {"logits"}) if use_teacher else None
+                t_out = forward(teacher.model, sample.x, frozenset(method.needs) | {"logits"}) if use_teacher else None
             adapters = method.adapters(s_out.detach(), t_out)
             if adapters is not None:
-                adapters = adapters.to(self.device)
+                adapters = self.accel.model(adapters)
             record["params"]["adapters"] = count_params(adapters)
             torch.manual_seed(cell.seed + 2)
             curve_val = splits.val.take(schedule.extra.get("curve_eval_limit", CURVE_EVAL_LIMIT))
             record["curve_eval_examples"] = len(curve_val)
             result = train(
-                student, method, train_split, self.config.budget(schedule.steps), schedule, pair.forward,
+                student, method, train_split, self.config.budget(schedule.steps), schedule, forward,
                 seed=cell.seed, teacher=teacher.model if live_teacher else None, adapters=adapters,
                 teacher_logits=teacher_logits if use_teacher else None,
                 on_step=lambda s, l: bar.update(1),
-                evaluate=lambda: accuracy(predict(student, pair.forward, curve_val), curve_val.y),
+                evaluate=lambda: accuracy(predict(student, forward, curve_val), curve_val.y),
             )
-            test_logits = predict(student, pair.forward, splits.test)
+            test_logits = predict(student, forward, splits.test)
             test_acc = accuracy(test_logits, splits.test.y)
-            val_acc = accuracy(predict(student, pair.forward, splits.val), splits.val.y)
+            val_acc = accuracy(predict(student, forward, splits.val), splits.val.y)
             if teacher_test_logits is None:
-                teacher_test_logits = predict(teacher.model, pair.forward, splits.test)
+                teacher_test_logits = predict(teacher.model, forward, splits.test)
             record["metrics"].update({
                 "test_acc": test_acc, "val_acc": val_acc,
                 "agreement": agreement(test_logits, teacher_test_logits),

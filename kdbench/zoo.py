@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load_model, save_model
 from torch import nn
 
+from .accel import Accel
 from .api import Budget, Pair, Splits
 from .errors import UsageError
 from .fsutil import atomic_path, atomic_write_text, sha256_file, writable_dir_problem
@@ -113,7 +114,7 @@ class Zoo:
         pair: Pair,
         profile: str,
         splits: Splits,
-        device: torch.device,
+        accel: Accel,
         on_step: Callable[[int, float], None] | None = None,
         steps_fraction: float = 1.0,
     ) -> Teacher:
@@ -128,8 +129,8 @@ class Zoo:
             recipe = {**recipe, "steps_fraction": steps_fraction}
         cached = self.load(pair, recipe, splits.num_classes)
         if cached is not None:
-            return Teacher(cached.model.to(device), cached.card)
-        return self.train(pair, profile, recipe, splits, device, on_step)
+            return Teacher(accel.model(cached.model), cached.card)
+        return self.train(pair, profile, recipe, splits, accel, on_step)
 
     def train(
         self,
@@ -137,21 +138,22 @@ class Zoo:
         profile: str,
         recipe: dict[str, Any],
         splits: Splits,
-        device: torch.device,
+        accel: Accel,
         on_step: Callable[[int, float], None] | None = None,
     ) -> Teacher:
         schedule = pair.schedule(profile)
         steps = max(1, round(schedule.teacher_steps * recipe.get("steps_fraction", 1.0)))
         torch.manual_seed(TEACHER_SEED)
-        model = pair.build_teacher(splits.num_classes).to(device)
+        model = accel.model(pair.build_teacher(splits.num_classes))
+        forward = accel.forward(pair.forward)
         started = time.perf_counter()
         result = train(
             model, SupervisedLoss(), splits.train, Budget(steps=steps), schedule,
-            pair.forward, seed=TEACHER_SEED, lr=schedule.teacher_lr, on_step=on_step,
+            forward, seed=TEACHER_SEED, lr=schedule.teacher_lr, on_step=on_step,
         )
         set_teacher_frozen(model)
-        test_acc = accuracy(predict(model, pair.forward, splits.test), splits.test.y)
-        val_acc = accuracy(predict(model, pair.forward, splits.val), splits.val.y)
+        test_acc = accuracy(predict(model, forward, splits.test), splits.test.y)
+        val_acc = accuracy(predict(model, forward, splits.val), splits.val.y)
         folder = self.folder(recipe)
         weights = folder / "model.safetensors"
         with atomic_path(weights) as tmp:
@@ -164,6 +166,7 @@ class Zoo:
             "val_acc": val_acc,
             "params": sum(p.numel() for p in model.parameters()),
             "steps": result.steps,
+            **accel.describe(),
             "train_seconds": round(time.perf_counter() - started, 3),
             "data_fingerprint": splits.fingerprint,
             "sha256": sha256_file(weights),

@@ -268,3 +268,38 @@ def test_plugin_name_that_would_leave_out_is_refused(usage_error, out, tmp_path)
                       .replace('frozenset({"logits", "features"})', 'frozenset({"logits"})'))
     line = usage_error(*_run(out, "--plugin", str(plugin), methods="../escape"), out=out)
     assert "cannot be used as a folder name" in line
+
+
+@pytest.mark.parametrize("device, says", [
+    ("tpu-9", "is not a device"),
+    ("mps", "kdbench runs on cpu or cuda"),
+    ("cuda:99", "CUDA"),  # no GPU here; on a GPU machine: fewer than 100 devices
+])
+def test_device_that_does_not_exist_here(usage_error, out, device, says):
+    line = usage_error(*_run(out, "--device", device), out=out)
+    assert f"--device {device}" in line or f"--device {device!r}" in line
+    assert says in line
+
+
+def test_cuda_without_a_gpu_says_to_use_cpu(usage_error, out):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA GPU")
+    line = usage_error(*_run(out, "--device", "cuda"), out=out)
+    assert "no CUDA GPU" in line and "--device cpu" in line
+
+
+def test_unknown_precision(usage_error, out):
+    line = usage_error(*_run(out, "--precision", "fp16"), out=out)
+    assert "--precision" in line and "bf16" in line
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_data_dir_that_is_not_a_folder(usage_error, out, tmp_path, kind):
+    """A mistyped --data-dir is an error, not silently replaced by the installed dataset."""
+    path = tmp_path / "data"
+    if kind == "file":
+        path.write_text("")
+    line = usage_error(*_run(out, "--data-dir", str(path)), out=out)
+    assert f"--data-dir {path} is not a folder" in line
