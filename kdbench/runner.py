@@ -26,7 +26,7 @@ from .measure import count_params, flops_per_example, latency_ms
 from .plugins import Registry
 from .results import cell_id, check_name, git_sha, host_info, read_record, record_path, versions, write_record
 from .train import NumericalFault, accuracy, predict, train
-from .executors import EXECUTORS
+from .executors import EXECUTORS, Task
 from .fidelity import agreement, kl_teacher_student
 from .scenarios import Scenario, get as get_scenario
 from .teacher_cache import cacheable, teacher_logits
@@ -471,6 +471,9 @@ class Runner:
         return record
 
     def run(self, cells: Sequence[Cell]) -> Summary:
+        """Prepare every pair (data, teacher, costs, caches), then hand all cells to the
+        executor at once: workers never wait for a pair boundary, and every latency is
+        measured before any worker starts, on an otherwise idle machine."""
         self.prepare()
         summary = Summary()
         by_pair: dict[str, list[Cell]] = {}
@@ -478,39 +481,47 @@ class Runner:
             by_pair.setdefault(c.pair, []).append(c)
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         try:
-            for pair_name, pair_cells in by_pair.items():
-                state = self.pair_state(pair_name)
-                todo = []
-                for cell in pair_cells:
-                    teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
-                    identity = self.identity(cell, state.pair, teacher.sha256)
-                    path = record_path(self.config.out, identity)
-                    existing = _complete(path)
-                    if existing is not None and not self.config.force:
-                        summary.reused.append(existing)
-                        grid.update(1)
-                    else:
-                        todo.append((cell, identity))
-                if not todo:
-                    continue
-                costs = self.costs(state.pair, state.teacher, state.splits)
-                for cell, _ in todo:  # before any fork, so workers inherit the caches
-                    teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
-                    self.cached_logits(state, self.registry.method(cell.method).obj(**dict(cell.hparams)), teacher)
-                    self.teacher_test_logits(state, teacher)
-                records = EXECUTORS[self.config.executor](self, [(c, i, costs) for c, i in todo])
-                for record in records:
-                    write_record(self.config.out, record)
-                    self.registry.record_written(record)
-                    summary.written.append(record)
-                    grid.update(1)
-                    if record["status"] != "ok" and self.config.fail_fast:
-                        records.close()
-                        summary.not_run = len(cells) - len(summary.records)
-                        return summary
+            tasks = [task for name, pair_cells in by_pair.items()
+                     for task in self.pair_tasks(name, pair_cells, summary, grid)]
+            if not tasks:
+                return summary
+            records = EXECUTORS[self.config.executor](self, tasks)
+            for record in records:
+                write_record(self.config.out, record)
+                self.registry.record_written(record)
+                summary.written.append(record)
+                grid.update(1)
+                if record["status"] != "ok" and self.config.fail_fast:
+                    records.close()
+                    summary.not_run = len(cells) - len(summary.records)
+                    return summary
         finally:
             grid.close()
         return summary
+
+    def pair_tasks(self, name: str, cells: Sequence[Cell], summary: Summary, grid: Any) -> list[Task]:
+        """The cells of one pair still to run, with their identity and the pair's costs;
+        cells with a complete record go to `summary.reused`. Loads (or trains) what the
+        cells share — data, teachers, cached logits — before any worker is forked."""
+        state = self.pair_state(name)
+        todo = []
+        for cell in cells:
+            teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
+            identity = self.identity(cell, state.pair, teacher.sha256)
+            existing = _complete(record_path(self.config.out, identity))
+            if existing is not None and not self.config.force:
+                summary.reused.append(existing)
+                grid.update(1)
+            else:
+                todo.append((cell, identity))
+        if not todo:
+            return []
+        costs = self.costs(state.pair, state.teacher, state.splits)
+        for cell, _ in todo:  # before any fork, so workers inherit the caches
+            teacher = self.scenario_teacher(state, get_scenario(cell.scenario))
+            self.cached_logits(state, self.registry.method(cell.method).obj(**dict(cell.hparams)), teacher)
+            self.teacher_test_logits(state, teacher)
+        return [(cell, identity, costs) for cell, identity in todo]
 
 
 @dataclass

@@ -80,3 +80,27 @@ def test_corrupted_teacher_logits_cache_is_recomputed_with_a_warning(plain_run):
         again = teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke")
     assert torch.equal(again, good)
     assert torch.equal(teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke"), good)  # rewritten
+
+
+def test_the_whole_grid_goes_to_the_executor_at_once(registry, tmp_path, monkeypatch):
+    """Every pair is prepared (and its latency measured) before any cell is handed out,
+    and all pairs' cells go out together: workers never idle at a pair boundary."""
+    from kdbench import executors
+    from kdbench.runner import RunConfig, Runner, plan
+
+    calls, events = [], []
+    runner = Runner(registry, RunConfig(profile="smoke", progress=False, out=tmp_path))
+    costs = runner.costs
+    monkeypatch.setattr(runner, "costs", lambda *a: events.append("costs") or costs(*a))
+
+    def spy(runner, tasks):
+        events.append("dispatch")
+        calls.append([(t[0].pair, t[0].method) for t in tasks])
+        yield from executors.run_local(runner, tasks)
+
+    monkeypatch.setitem(executors.EXECUTORS, "local", spy)
+    cells = plan(registry, ["student-only"], ["mlp-hinton", "resnet-cnn"], 1, profile="smoke")
+    summary = runner.run(cells)
+    assert calls == [[("mlp-hinton", "student-only"), ("resnet-cnn", "student-only")]]
+    assert events == ["costs", "costs", "dispatch"]
+    assert len(summary.written) == 2
