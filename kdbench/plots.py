@@ -27,7 +27,7 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def accuracy_vs_cost(runs: pd.DataFrame, pair: str, path: Path) -> Path:
+def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path) -> Path:
     """Test accuracy (every seed) against student FLOPs per example, coloured by method.
 
     The teacher is drawn as a reference point at its own FLOPs.
@@ -43,12 +43,12 @@ def accuracy_vs_cost(runs: pd.DataFrame, pair: str, path: Path) -> Path:
     ax.set_xlabel(f"method (student: {teacher['flops.student'] / 1e6:.2f} MFLOPs, "
                   f"{int(teacher['params.student']):,} params)")
     ax.set_ylabel("test accuracy, % (one point per seed)")
-    ax.set_title(pair)
+    ax.set_title(title)
     ax.tick_params(axis="x", rotation=20)
     return _save(fig, path)
 
 
-def deltas(table: pd.DataFrame, pair: str, path: Path) -> Path:
+def deltas(table: pd.DataFrame, title: str, path: Path) -> Path:
     """Paired Δ vs student-only per method, with 95% t-interval bars."""
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -63,7 +63,7 @@ def deltas(table: pd.DataFrame, pair: str, path: Path) -> Path:
     ax.axvline(0, c="black", lw=1)
     ax.set_yticks(list(y), rows["method"])
     ax.set_xlabel("Δ test accuracy vs student-only, points (95% CI)")
-    ax.set_title(pair)
+    ax.set_title(title)
     return _save(fig, path)
 
 
@@ -80,7 +80,7 @@ def curve_points(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "seed", "point", "step", "seconds", "val_acc"])
 
 
-def budget_curves(runs: pd.DataFrame, pair: str, path: Path) -> Path:
+def budget_curves(runs: pd.DataFrame, title: str, path: Path) -> Path:
     """Validation accuracy against optimizer steps and against training seconds, per method.
 
     Each line is the mean over seeds at each of the budget's evenly spaced points (the
@@ -98,5 +98,5 @@ def budget_curves(runs: pd.DataFrame, pair: str, path: Path) -> Path:
     axes[1].set_xlabel("training seconds (evaluation excluded)")
     axes[0].set_ylabel("validation accuracy, % (mean over seeds)")
     axes[1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(pair)
+    fig.suptitle(title)
     return _save(fig, path)

@@ -216,7 +216,8 @@ def render_markdown(
             "",
         ]
         if plots_dir is not None:
-            lines += _figures(g, stats_rows, Path(plots_dir), link_from, _slug(pair, profile, scenario, key[3]))
+            lines += _figures(g, stats_rows, heading, Path(plots_dir), link_from,
+                              _slug(pair, profile, scenario, key[3]))
     pays = when_it_pays(frame)
     if summary:
         lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays]
@@ -284,12 +285,12 @@ def regulariser_verdicts(frame: pd.DataFrame) -> list[str]:
     return out + [""] if out else []
 
 
-def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], plots_dir: Path,
+def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], title: str, plots_dir: Path,
              link_from: Path | None, slug: str) -> list[str]:
     from . import plots
 
     base = Path(os.path.relpath(plots_dir, link_from)) if link_from else plots_dir
-    acc = plots.accuracy_vs_cost(g, g.iloc[0]["pair"], plots_dir / f"{slug}-accuracy.png")
+    acc = plots.accuracy_vs_cost(g, title, plots_dir / f"{slug}-accuracy.png")
     delta_rows = pd.DataFrame([
         {"method": s["method"], "delta": d.mean * 100, "low": d.low * 100, "high": d.high * 100,
          "significant": d.significant}
@@ -297,10 +298,10 @@ def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], plots_dir: Path,
     ], columns=["method", "delta", "low", "high", "significant"])
     out = [f"![accuracy per seed]({(base / acc.name).as_posix()})"]
     if not delta_rows.empty:
-        dl = plots.deltas(delta_rows, g.iloc[0]["pair"], plots_dir / f"{slug}-delta.png")
+        dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png")
         out.append(f"![Δ vs student-only]({(base / dl.name).as_posix()})")
     if "curve" in g and g["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any():
-        bc = plots.budget_curves(g, g.iloc[0]["pair"], plots_dir / f"{slug}-curves.png")
+        bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png")
         out.append(f"![budget curves: val accuracy vs steps and seconds]({(base / bc.name).as_posix()})")
     return [" ".join(out), ""]
 

@@ -56,6 +56,19 @@ def test_same_records_render_the_same_bytes(tmp_path):
     assert "](plots/" in a and any((tmp_path / "plots").glob("*.png"))
 
 
+def test_plot_titles_name_the_scenario(tmp_path, monkeypatch):
+    """A pair's figures under `full` and under `labels-3` must not carry the same title."""
+    from kdbench import plots
+
+    titles = []
+    real = plots.accuracy_vs_cost
+    monkeypatch.setattr(plots, "accuracy_vs_cost", lambda runs, title, path: titles.append(title) or real(runs, title, path))
+    records = [{**_record(m, s, 0.8 + 0.01 * s), "scenario": sc}
+               for m in ("student-only", "hinton") for s in range(2) for sc in ("full", "labels-3")]
+    render_markdown(records, plots_dir=tmp_path / "plots", link_from=tmp_path)
+    assert sorted(titles) == ["p — smoke profile", "p — smoke profile, scenario labels-3"]
+
+
 def test_failed_cells_are_listed_not_aggregated():
     records = [_record("student-only", 0, 0.8), {**_record("hinton", 0, 0.0), "status": "failed", "error": "boom"}]
     text = render_markdown(records)
