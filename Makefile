@@ -44,7 +44,7 @@ leaderboard: setup
 	$(VENV)/bin/kdbench report results --output leaderboard.md --plots results/plots --title "kdbench leaderboard"
 
 bench: setup
-	$(PY) -m pytest bench -q --benchmark-only $(PYTEST_ARGS)
+	$(PY) -m pytest bench -q --benchmark-only --benchmark-autosave $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .benchmarks

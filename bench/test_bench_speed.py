@@ -3,7 +3,8 @@
 (a) framework overhead: kdbench's training loop vs a bare hand-written PyTorch loop,
     same models, batch and loss;
 (b) teacher cost: `hinton` with cached teacher logits vs live teacher vs `student-only`;
-(c) the grid: `--jobs 2` vs `--jobs 1` wall time on a smoke grid.
+(c) the grid: `--jobs 2` vs `--jobs 1` wall time on a smoke grid;
+(d) why (c) is bounded on few cores: the same cells on all cores' threads vs one thread.
 """
 from __future__ import annotations
 
@@ -134,3 +135,41 @@ def test_parallel_grid(benchmark, report_ratio, tmp_path, profile, rounds):
     report_ratio(f"(c) {profile} grid of 8 cells: --jobs 2 / --jobs 1 wall time = {med[2] / med[1]:.3f} "
                  f"({med[2]:.1f} s vs {med[1]:.1f} s, median of {rounds} run(s), process start included); "
                  f"identical accuracies: {accs[0] == accs[1]}")
+
+
+def test_thread_scaling(benchmark, report_ratio):
+    """The bench grid's 8 cells in one process, on all cores' threads and on one thread,
+    interleaved. N one-thread workers can at best divide the one-thread time by N, so on
+    N cores `--jobs N` spends at least t(1 thread) / (N · t(N threads)) of `--jobs 1`'s
+    cell time: a floor from intra-op scaling alone, before any serial work."""
+    from kdbench.runner import plan
+
+    registry = load_registry()
+    runner = Runner(registry, RunConfig(profile="smoke", progress=False))
+    cells = plan(registry, ["student-only", "hinton"], ["mlp-hinton", "resnet-cnn"], 2, profile="smoke")
+    tasks = []
+    for cell in cells:
+        st = runner.pair_state(cell.pair)
+        costs = runner.costs(st.pair, st.teacher, st.splits) if not tasks or tasks[-1][0].pair != cell.pair \
+            else tasks[-1][2]
+        tasks.append((cell, runner.identity(cell, st.pair, st.teacher.sha256), costs))
+    cores = torch.get_num_threads()
+
+    def on(threads: int):
+        def run_cells():
+            torch.set_num_threads(threads)
+            try:
+                return [runner.execute(*task)["metrics"]["test_acc"] for task in tasks]
+            finally:
+                torch.set_num_threads(cores)
+        return run_cells
+
+    accs = {n: on(n)() for n in (cores, 1)}
+    med = _interleaved({cores: on(cores), 1: on(1)})
+    scaling = med[1] / med[cores]
+    floor = scaling / cores
+    benchmark.extra_info.update(all_threads_s=med[cores], one_thread_s=med[1], scaling=scaling, floor=floor)
+    benchmark.pedantic(lambda: None, rounds=1, iterations=1)
+    report_ratio(f"(d) {len(tasks)} smoke cells: 1 thread / {cores} threads = {scaling:.2f} "
+                 f"({med[1]:.1f} s vs {med[cores]:.1f} s, median of {ROUNDS}); so --jobs {cores} / --jobs 1 "
+                 f"cell time >= {floor:.2f}; identical accuracies: {accs[cores] == accs[1]}")
