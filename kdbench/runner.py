@@ -214,7 +214,7 @@ def describe_plan(registry: Registry, config: RunConfig, cells: Sequence[Cell]) 
 
 
 class Runner:
-    """Runs cells pair by pair: data and teacher once per pair, then each cell."""
+    """Runs a grid: each pair prepared once (data, teacher, costs), then every cell."""
 
     def __init__(self, registry: Registry, config: RunConfig) -> None:
         self.registry = registry
