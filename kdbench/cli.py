@@ -72,6 +72,9 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Run N cells at once (worker processes sharing the cores; with Ray, concurrent tasks).")
+@click.option("--threads", type=int,
+              help="Intra-op threads per cell (default: cores / --jobs). A cell's numbers depend on it: "
+                   "fix it to get identical records from runs with different --jobs.")
 @click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="local: this machine; ray: one Ray task per cell (pip install 'kdbench[ray]').")
 @click.option("--ray-address", help="Address of an existing Ray cluster (default: start a local one).")
@@ -83,7 +86,7 @@ def cli() -> None:
 def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], profile: str, budget_mode: str,
         budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
         data_dir: Path | None, device: str | None, precision: str, force: bool, fail_fast: bool, quiet: bool,
-        jobs: int, executor: str, ray_address: str | None, no_teacher_cache: bool, dry_run: bool,
+        jobs: int, threads: int | None, executor: str, ray_address: str | None, no_teacher_cache: bool, dry_run: bool,
         plugins: Sequence[str]) -> None:
     """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
     from .plugins import load_registry
@@ -93,7 +96,7 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
     config = RunConfig(
         profile=profile, out=out, budget_mode=budget_mode, budget_steps=budget_steps,
         budget_seconds=budget_seconds, device=device, precision=precision, data_dir=data_dir, force=force,
-        fail_fast=fail_fast, progress=not quiet, jobs=jobs, executor=executor,
+        fail_fast=fail_fast, progress=not quiet, jobs=jobs, threads=threads, executor=executor,
         ray_address=ray_address, teacher_cache=not no_teacher_cache, plugins=tuple(plugins),
         command=shlex.join(["kdbench", *sys.argv[1:]]),
     )

@@ -5,8 +5,12 @@ teacher logits — then hands its cells to an executor and writes every record i
 so resume and atomic writes work the same whatever runs the cells.
 
 * `local`, jobs = 1: cells run one after another in this process.
-* `local`, jobs = N: N forked workers inherit the prepared pair (no reload), each with
+* `local`, jobs = N: N forked workers inherit the prepared pairs (no reload), each with
   cores / N intra-op threads; a worker that dies fails its cell, never the grid.
+
+A cell's numbers depend on its intra-op thread count (it changes floating-point reduction
+order), so `--threads` fixes it for every executor: runs with different `--jobs` and the
+same `--threads` give identical records.
 * `ray`: each cell is a Ray task that rebuilds the runner from the run's config and
   loads data and teacher from the zoo folder (which must be shared with the workers).
 """
@@ -23,18 +27,25 @@ import torch
 from .errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Cell, Runner
+    from .runner import Cell, RunConfig, Runner
 
 Task = tuple["Cell", dict[str, Any], dict[str, Any]]  # cell, identity, costs
 
 
-def threads_per_job(jobs: int) -> int:
-    return max(1, (os.cpu_count() or 1) // jobs)
+def cell_threads(config: "RunConfig", jobs: int) -> int:
+    """Intra-op threads of one cell: `--threads`, else the cores shared among `jobs` workers."""
+    return config.threads or max(1, (os.cpu_count() or 1) // jobs)
 
 
 def run_local(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+    threads, before = cell_threads(runner.config, 1), torch.get_num_threads()
     for cell, identity, costs in tasks:
-        yield runner.execute(cell, identity, costs)
+        torch.set_num_threads(threads)
+        try:
+            record = runner.execute(cell, identity, costs)
+        finally:
+            torch.set_num_threads(before)  # the driver's own work keeps every core
+        yield record
 
 
 def _worker(runner: "Runner", tasks: Sequence[Task], todo: Any, done: Any, threads: int) -> None:
@@ -60,7 +71,7 @@ def run_forked(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, An
         todo.put(i)
     for _ in range(jobs):
         todo.put(None)
-    procs = [ctx.Process(target=_worker, args=(runner, tasks, todo, done, threads_per_job(jobs)), daemon=True)
+    procs = [ctx.Process(target=_worker, args=(runner, tasks, todo, done, cell_threads(runner.config, jobs)), daemon=True)
              for _ in range(jobs)]
     for p in procs:
         p.start()
@@ -89,6 +100,7 @@ def _ray_cell(config: Any, cell: "Cell", identity: dict[str, Any], costs: dict[s
     from .runner import Runner
 
     config.progress = False
+    torch.set_num_threads(cell_threads(config, config.jobs))
     return Runner(load_registry(config.plugins), config).execute(cell, identity, costs)
 
 
@@ -103,7 +115,7 @@ def run_ray(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, Any]]
         kwargs: dict[str, Any] = {"address": address} if address else {
             "num_cpus": os.cpu_count(), "include_dashboard": False}
         ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
-    remote = ray.remote(num_cpus=threads_per_job(max(runner.config.jobs, 1)))(_ray_cell)
+    remote = ray.remote(num_cpus=cell_threads(runner.config, runner.config.jobs))(_ray_cell)
     config = dataclasses.replace(runner.config, zoo_root=runner.zoo.root.parent)  # workers read this zoo
     futures = {remote.remote(config, *task): task for task in tasks}
     while futures:

@@ -67,6 +67,7 @@ class RunConfig:
     command: str = ""
     teacher_cache: bool = True  # cached teacher logits for logits-only methods (see teacher_cache.py)
     jobs: int = 1  # cells run in parallel (forked workers, or Ray tasks)
+    threads: int | None = None  # intra-op threads per cell (default: cores / jobs)
     executor: str = "local"  # a key of kdbench.executors.EXECUTORS
     ray_address: str | None = None
     plugins: tuple[str, ...] = ()  # --plugin modules, so Ray workers can rebuild the registry
@@ -83,6 +84,8 @@ class RunConfig:
                              "dataset files, or leave it out to use the installed datasets")
         if self.jobs < 1:
             raise UsageError(f"--jobs must be at least 1, not {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise UsageError(f"--threads must be at least 1, not {self.threads}")
         if self.executor not in EXECUTORS:
             raise UsageError(f"unknown executor {self.executor!r}" + suggest(self.executor, EXECUTORS, "known: "))
         if self.budget_mode == "time" and self.budget_steps is not None:

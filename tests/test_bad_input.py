@@ -303,3 +303,8 @@ def test_data_dir_that_is_not_a_folder(usage_error, out, tmp_path, kind):
         path.write_text("")
     line = usage_error(*_run(out, "--data-dir", str(path)), out=out)
     assert f"--data-dir {path} is not a folder" in line
+
+
+def test_threads_below_one(usage_error, out):
+    line = usage_error(*_run(out, "--threads", "0"), out=out)
+    assert "--threads must be at least 1" in line

@@ -48,6 +48,16 @@ def test_two_jobs_give_identical_accuracies(plain_run, tmp_path, cli_run):
     assert _accs(tmp_path) == _accs(plain_run)
 
 
+def test_fixed_threads_give_identical_records_whatever_the_jobs(tmp_path, cli_run):
+    """Thread count changes reduction order; with --threads fixed, --jobs changes nothing."""
+    for jobs in ("1", "2"):
+        code, _, err = cli_run("run", *GRID, "--jobs", jobs, "--threads", "1", "--out", str(tmp_path / jobs))
+        assert code == 0, err
+    assert {r["threads"] for r in load_records([tmp_path / "1"]) + load_records([tmp_path / "2"])} == {1}
+    for read in (_accs, _losses):
+        assert read(tmp_path / "1") == read(tmp_path / "2")
+
+
 def test_ray_executor_gives_identical_accuracies(plain_run, tmp_path, cli_run):
     ray = pytest.importorskip("ray")
     try:
