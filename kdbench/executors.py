@@ -1,18 +1,18 @@
 """Where cells run: in this process, in N forked worker processes, or as Ray tasks.
 
-The driver (the `Runner`) prepares each pair once — data, teacher, costs, cached
-teacher logits — then hands its cells to an executor and writes every record itself,
-so resume and atomic writes work the same whatever runs the cells.
+The driver (the `Runner`) prepares every pair once — data, teacher, costs, cached
+teacher logits — then hands the whole grid's cells to an executor and writes every
+record itself, so resume and atomic writes work the same whatever runs the cells.
 
 * `local`, jobs = 1: cells run one after another in this process.
 * `local`, jobs = N: N forked workers inherit the prepared pairs (no reload), each with
   cores / N intra-op threads; a worker that dies fails its cell, never the grid.
+* `ray`: each cell is a Ray task that rebuilds the runner from the run's config and
+  loads data and teacher from the zoo folder (which must be shared with the workers).
 
 A cell's numbers depend on its intra-op thread count (it changes floating-point reduction
 order), so `--threads` fixes it for every executor: runs with different `--jobs` and the
 same `--threads` give identical records.
-* `ray`: each cell is a Ray task that rebuilds the runner from the run's config and
-  loads data and teacher from the zoo folder (which must be shared with the workers).
 """
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def run_forked(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, An
         todo.put(i)
     for _ in range(jobs):
         todo.put(None)
-    procs = [ctx.Process(target=_worker, args=(runner, tasks, todo, done, cell_threads(runner.config, jobs)), daemon=True)
-             for _ in range(jobs)]
+    threads = cell_threads(runner.config, jobs)
+    procs = [ctx.Process(target=_worker, args=(runner, tasks, todo, done, threads), daemon=True) for _ in range(jobs)]
     for p in procs:
         p.start()
     pending = set(range(len(tasks)))
