@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .api import Outputs
 from .errors import UsageError
+from .measure import call_model
 from .train import Forward
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -102,8 +103,7 @@ class Accel:
     def call(self, model: nn.Module, inputs: Any) -> Any:
         """One plain forward call as deployment would make it (for latency)."""
         with self.autocast():
-            x = self.inputs(inputs)
-            return model(**x) if isinstance(x, dict) else model(x)
+            return call_model(model, self.inputs(inputs))
 
 
 def _fp32(out: Outputs) -> Outputs:

@@ -17,7 +17,8 @@ def count_params(module: nn.Module | None) -> int:
     return 0 if module is None else sum(p.numel() for p in module.parameters())
 
 
-def _call(model: nn.Module, inputs: Any) -> Any:
+def call_model(model: nn.Module, inputs: Any) -> Any:
+    """`model(inputs)`, or `model(**inputs)` for text inputs (a dict of tensors)."""
     return model(**inputs) if isinstance(inputs, dict) else model(inputs)
 
 
@@ -28,13 +29,13 @@ def flops_per_example(model: nn.Module, inputs: Any) -> int:
     batch = next(iter(inputs.values())).shape[0] if isinstance(inputs, dict) else inputs.shape[0]
     counter = FlopCounterMode(display=False)
     with counter:
-        _call(model, inputs)
+        call_model(model, inputs)
     return int(counter.get_total_flops() // max(batch, 1))
 
 
 @torch.no_grad()
 def latency_ms(model: nn.Module, inputs: Any, min_run_time: float = 0.5,
-               call: Callable[[nn.Module, Any], Any] = _call) -> dict[str, float]:
+               call: Callable[[nn.Module, Any], Any] = call_model) -> dict[str, float]:
     """Median and interquartile range of one forward pass (`call(model, inputs)`), in milliseconds."""
     model.eval()
     for _ in range(3):  # warm-up (lazy init, allocator, autotuning)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from .accel import PRECISIONS, Accel, resolve_device
+from .accel import Accel, resolve_device
 from .api import Budget, Method, Pair, Splits
 from .data import limit
 from .errors import UsageError, suggest
@@ -76,9 +76,7 @@ class RunConfig:
         if self.profile not in PROFILES:
             raise UsageError(f"unknown profile {self.profile!r}" + suggest(self.profile, PROFILES, "known profiles: "))
         Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates
-        resolve_device(self.device)
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"unknown precision {self.precision!r}; choose from {', '.join(PRECISIONS)}")
+        Accel.choose(resolve_device(self.device), self.precision)  # validates both
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UsageError(f"--data-dir {self.data_dir} is not a folder; give the folder that holds the "
                              "dataset files, or leave it out to use the installed datasets")
