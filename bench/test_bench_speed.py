@@ -137,22 +137,20 @@ def test_parallel_grid(benchmark, report_ratio, tmp_path, profile, rounds):
                  f"identical accuracies: {accs[0] == accs[1]}")
 
 
-def test_thread_scaling(benchmark, report_ratio):
+def test_thread_scaling(benchmark, report_ratio, tmp_path):
     """The bench grid's 8 cells in one process, on all cores' threads and on one thread,
     interleaved. N one-thread workers can at best divide the one-thread time by N, so on
     N cores `--jobs N` spends at least t(1 thread) / (N · t(N threads)) of `--jobs 1`'s
     cell time: a floor from intra-op scaling alone, before any serial work."""
-    from kdbench.runner import plan
+    from tqdm import tqdm
+
+    from kdbench.runner import Summary, plan
 
     registry = load_registry()
-    runner = Runner(registry, RunConfig(profile="smoke", progress=False))
+    runner = Runner(registry, RunConfig(profile="smoke", progress=False, out=tmp_path))
     cells = plan(registry, ["student-only", "hinton"], ["mlp-hinton", "resnet-cnn"], 2, profile="smoke")
-    tasks = []
-    for cell in cells:
-        st = runner.pair_state(cell.pair)
-        costs = runner.costs(st.pair, st.teacher, st.splits) if not tasks or tasks[-1][0].pair != cell.pair \
-            else tasks[-1][2]
-        tasks.append((cell, runner.identity(cell, st.pair, st.teacher.sha256), costs))
+    tasks = [task for name in ("mlp-hinton", "resnet-cnn")
+             for task in runner.pair_tasks(name, [c for c in cells if c.pair == name], Summary(), tqdm(disable=True))]
     cores = torch.get_num_threads()
 
     def on(threads: int):
