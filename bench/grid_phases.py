@@ -1,0 +1,55 @@
+"""Where one process spends the bench's smoke grid (8 cells): imports, data and teachers,
+costs, cells; then the resnet-cnn student's batch-1 latency in fp32 and under bf16
+autocast, side by side, twice. The README's serial-share and bf16-on-CPU figures come
+from this script:
+
+    KDBENCH_OFFLINE=1 .venv/bin/python bench/grid_phases.py
+
+Teachers are trained when the zoo lacks them; run it once to warm the zoo first.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+
+started = time.perf_counter()
+import torch  # noqa: E402
+
+from kdbench.accel import Accel  # noqa: E402
+from kdbench.measure import latency_ms  # noqa: E402
+from kdbench.plugins import load_registry  # noqa: E402
+from kdbench.runner import RunConfig, Runner, plan  # noqa: E402
+
+PAIRS = ("mlp-hinton", "resnet-cnn")
+
+
+def main() -> None:
+    registry = load_registry()
+    phases = {"imports": time.perf_counter() - started, "data and teachers": 0.0, "costs": 0.0, "cells": 0.0}
+    runner = Runner(registry, RunConfig(profile="smoke", progress=False, out=tempfile.mkdtemp()))
+    cells = plan(registry, ["student-only", "hinton"], list(PAIRS), 2, profile="smoke")
+    for name in PAIRS:
+        t0 = time.perf_counter()
+        st = runner.pair_state(name)
+        t1 = time.perf_counter()
+        costs = runner.costs(st.pair, st.teacher, st.splits)
+        t2 = time.perf_counter()
+        for cell in (c for c in cells if c.pair == name):
+            runner.execute(cell, runner.identity(cell, st.pair, st.teacher.sha256), costs)
+        phases["data and teachers"] += t1 - t0
+        phases["costs"] += t2 - t1
+        phases["cells"] += time.perf_counter() - t2
+    total = sum(phases.values())
+    print(", ".join(f"{k} {v:.1f} s" for k, v in phases.items()), f"(serial share {1 - phases['cells'] / total:.0%})")
+
+    st = runner.pair_state("resnet-cnn")
+    student, x = runner.init_student(st.pair, st.teacher, st.splits, 0), st.splits.test.take(1).x
+    cpu = torch.device("cpu")
+    for round_ in (1, 2):
+        for accel in (Accel(cpu), Accel(cpu, bf16=True)):
+            ms = latency_ms(student, x, 0.5, call=accel.call)["median"]
+            print(f"round {round_}: resnet-cnn student, batch 1, {accel.precision}: {ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
