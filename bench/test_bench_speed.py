@@ -19,7 +19,8 @@ import torch
 
 from kdbench import Budget
 from kdbench.plugins import load_registry
-from kdbench.runner import RunConfig, Runner
+from kdbench.plan import RunConfig
+from kdbench.runner import Runner
 from kdbench.teacher_cache import teacher_logits
 from kdbench.train import train
 

@@ -16,10 +16,9 @@ from typing import Any, ContextManager
 import torch
 from torch import Tensor, nn
 
-from .api import Outputs
+from .api import Forward, Outputs
 from .errors import UsageError
 from .measure import call_model
-from .train import Forward
 
 PRECISIONS = ("auto", "fp32", "bf16")
 

@@ -6,52 +6,24 @@ tensors with fixed splits. Everything here is plain data plus a few overridable 
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, ClassVar, Mapping
+from typing import Any, Callable, ClassVar, Mapping
 
 import torch
 from torch import Tensor, nn
 
+from .budget import Budget
 from .errors import UsageError, suggest
+from .outputs import TAPS, Outputs
+from .taps import outputs
 
-#: Every tap a model can expose. `logits` is always there.
-TAPS: frozenset[str] = frozenset({"logits", "features", "hidden_states", "attentions", "embeddings"})
+#: How a pair runs a model: (model, inputs, taps wanted) → `Outputs`.
+Forward = Callable[[nn.Module, Any, frozenset[str]], Outputs]
 
-
-@dataclass
-class Outputs:
-    """What a model exposes to a method: logits plus the taps it was asked for.
-
-    A tap that was not asked for, or that the model cannot expose, is None.
-    `features` are NCHW maps (CNN stages, ViT tokens reshaped), shallow to deep;
-    `hidden_states` are (B, L, D) per transformer layer, first layer to last, and
-    `embeddings` the (B, L, D) embedding-layer output; `attentions` are (B, H, L, L)
-    per layer: the *pre-softmax* scores Q·Kᵀ/√d with no padding mask added (mask the
-    padded keys and softmax over the last axis for probabilities; see
-    `kdbench.taps.transformers_outputs`). `mask` is the (B, L) attention mask of text
-    inputs (1 = real token); padded positions of every text tap are meaningless.
-    """
-
-    logits: Tensor
-    features: list[Tensor] | None = None
-    hidden_states: list[Tensor] | None = None
-    attentions: list[Tensor] | None = None
-    embeddings: Tensor | None = None
-    mask: Tensor | None = None
-
-    def detach(self) -> "Outputs":
-        def _d(v: Any) -> Any:
-            if isinstance(v, Tensor):
-                return v.detach()
-            if isinstance(v, (list, tuple)):
-                return [t.detach() for t in v]
-            return v
-
-        return Outputs(**{f.name: _d(getattr(self, f.name)) for f in dataclasses.fields(self)})
+__all__ = ["TAPS", "Budget", "Dataset", "Forward", "Method", "Outputs", "Pair", "Schedule", "Splits", "TensorData"]
 
 
 def _coerce(key: str, value: Any, default: Any) -> Any:
@@ -183,8 +155,6 @@ class Pair:
 
     def forward(self, model: nn.Module, inputs: Any, needs: frozenset[str] | set[str]) -> Outputs:
         """Run `model` and expose the taps in `needs` (default: see `kdbench.taps`)."""
-        from .taps import outputs
-
         return outputs(model, inputs, frozenset(needs))
 
     def downloads(self, profile: str) -> list[str]:
@@ -245,27 +215,3 @@ class Dataset:
 
     def load(self, data_dir: Path | None = None, **options: Any) -> Splits:
         raise NotImplementedError
-
-
-@dataclass(frozen=True)
-class Budget:
-    """The training allowance of one cell: optimizer steps, or wall-clock seconds."""
-
-    mode: str = "steps"  # "steps" or "time"
-    steps: int | None = None
-    seconds: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.mode not in {"steps", "time"}:
-            raise UsageError(f"budget mode must be 'steps' or 'time', not {self.mode!r}")
-        if self.steps is not None and self.steps <= 0:
-            raise UsageError(f"the budget must be a positive number of steps, not {self.steps}")
-        if self.seconds is not None and not self.seconds > 0:
-            raise UsageError(f"the budget must be a positive number of seconds, not {self.seconds}")
-        if self.mode == "time" and self.seconds is None:
-            raise UsageError("--budget-mode time needs --budget-seconds S")
-        if self.mode == "steps" and self.seconds is not None:
-            raise UsageError("--budget-seconds needs --budget-mode time")
-
-    def as_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)

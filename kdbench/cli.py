@@ -14,6 +14,8 @@ from typing import Any, Sequence
 import click
 
 from .errors import UsageError
+from .executors import EXECUTORS
+from .plan import BUDGET_MODES, PRECISIONS, PROFILES, RunConfig, describe_plan, plan
 
 EXIT_USAGE = 2
 EXIT_CELLS_FAILED = 1
@@ -52,9 +54,9 @@ def cli() -> None:
               help="Regime of the student's training data: full (default), labels-N (N%% of the labels, "
                    "class-stratified), noise-N (N%% wrong labels), weak-teacher[-N] (teacher trained for N%% "
                    "of its steps); repeatable.")
-@click.option("--profile", default="quick", show_default=True,
+@click.option("--profile", type=click.Choice(PROFILES), default="quick", show_default=True,
               help="Size class: smoke (tests), quick (default run), standard (leaderboard), paper (GPU+internet).")
-@click.option("--budget-mode", type=click.Choice(["steps", "time"]), default="steps", show_default=True,
+@click.option("--budget-mode", type=click.Choice(BUDGET_MODES), default="steps", show_default=True,
               help="Budget each cell by optimizer steps or by wall-clock seconds (teacher forwards included).")
 @click.option("--budget-steps", type=int, help="Optimizer steps per cell (default: the profile's).")
 @click.option("--budget-seconds", type=float, help="Seconds per cell; needs --budget-mode time.")
@@ -64,54 +66,51 @@ def cli() -> None:
               help="Folder for the records (one JSON per cell). Re-running resumes.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with dataset files (also $KDBENCH_DATA).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16"]), default="auto", show_default=True,
+@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
               help="Forward passes in fp32 or under bf16 autocast; auto: bf16 on a CUDA GPU that supports it, "
                    "fp32 on CPU. Losses always run in fp32.")
 @click.option("--force", is_flag=True, help="Recompute cells that already have a record.")
 @click.option("--fail-fast", is_flag=True, help="Stop at the first failed cell.")
-@click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option("--quiet", "progress", flag_value=False, default=True, help="No progress bars.")
 @click.option("--jobs", type=int, default=1, show_default=True,
               help="Run N cells at once (worker processes sharing the cores; with Ray, concurrent tasks).")
 @click.option("--threads", type=int,
               help="Intra-op threads per cell (default: cores / --jobs). A cell's numbers depend on it: "
                    "fix it to get identical records from runs with different --jobs.")
-@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+@click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
               help="local: this machine; ray: one Ray task per cell (pip install 'kdbench[ray]').")
 @click.option("--ray-address", help="Address of an existing Ray cluster (default: start a local one).")
-@click.option("--no-teacher-cache", is_flag=True,
+@click.option("--no-teacher-cache", "teacher_cache", flag_value=False, default=True,
               help="Always run the teacher live (default: logits-only methods reuse cached teacher logits).")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (cells, budgets, teachers, what would be downloaded) and exit; no network.")
 @plugin_option
-def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], profile: str, budget_mode: str,
-        budget_steps: int | None, budget_seconds: float | None, sets: Sequence[str], out: Path,
-        data_dir: Path | None, device: str | None, precision: str, force: bool, fail_fast: bool, quiet: bool,
-        jobs: int, threads: int | None, executor: str, ray_address: str | None, no_teacher_cache: bool, dry_run: bool,
-        plugins: Sequence[str]) -> None:
-    """Train and evaluate every (pair, method, seed) cell and write one record per cell."""
+def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], sets: Sequence[str],
+        dry_run: bool, **options: Any) -> None:
+    """Train and evaluate every (pair, method, seed) cell and write one record per cell.
+
+    Every other option is a field of `kdbench.plan.RunConfig` of the same name."""
     from .plugins import load_registry
     from .report import render_markdown
-    from .runner import RunConfig, Runner, plan
+    from .runner import Runner
 
-    config = RunConfig(
-        profile=profile, out=out, budget_mode=budget_mode, budget_steps=budget_steps,
-        budget_seconds=budget_seconds, device=device, precision=precision, data_dir=data_dir, force=force,
-        fail_fast=fail_fast, progress=not quiet, jobs=jobs, threads=threads, executor=executor,
-        ray_address=ray_address, teacher_cache=not no_teacher_cache, plugins=tuple(plugins),
-        command=shlex.join(["kdbench", *sys.argv[1:]]),
-    )
-    registry = load_registry(plugins)
+    config = RunConfig.from_options(options, command=shlex.join(["kdbench", *sys.argv[1:]]))
+    registry = load_registry(config.plugins)
     for broken in registry.broken:
         click.echo(f"kdbench: warning: {broken.error}", err=True)
-    cells = plan(registry, _names(methods), _names(pairs), seeds, sets, profile=profile,
+    cells = plan(registry, _names(methods), _names(pairs), seeds, sets, profile=config.profile,
                  scenarios=scenarios or ("full",))
+    runner = Runner(registry, config)  # checks --device and --precision against this machine
     if dry_run:
-        from .runner import describe_plan
-
         click.echo(describe_plan(registry, config, cells))
         return
-    summary = Runner(registry, config).run(cells)
-    click.echo(render_markdown(summary.records, title=f"kdbench run → {out}"))
+    summary = runner.run(cells)
+    click.echo(render_markdown(summary.records, title=f"kdbench run → {config.out}"))
+    _summarise(summary, config.out)
+
+
+def _summarise(summary: Any, out: Path) -> None:
+    """The run's last lines: counts, each failed cell, and exit 1 when any failed."""
     click.echo(f"{len(summary.written)} cells run, {len(summary.reused)} reused from {out}, "
                f"{len(summary.failed)} failed.")
     for r in summary.failed:
@@ -204,7 +203,7 @@ def teachers_list() -> None:
 
 @teachers.command(name="train")
 @click.option("--pairs", help="Comma-separated pairs (default: every pair).")
-@click.option("--profile", default="quick", show_default=True)
+@click.option("--profile", type=click.Choice(PROFILES), default="quick", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.option("--device")
 @plugin_option
@@ -212,15 +211,15 @@ def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, devic
                    plugins: Sequence[str]) -> None:
     """Train (or verify) the teachers of the given pairs."""
     from .plugins import load_registry
-    from .runner import RunConfig, Runner
+    from .worker import CellWorker
 
     registry = load_registry(plugins)
     names = _names(pairs) or sorted(registry.pairs)
-    runner = Runner(registry, RunConfig(profile=profile, data_dir=data_dir, device=device))
-    runner.zoo.check_writable()
+    worker = CellWorker(RunConfig(profile=profile, data_dir=data_dir, device=device), registry)
+    worker.zoo.check_writable()
     for name in names:
         pair = registry.pair(name).obj()
-        teacher = runner.teacher(pair, runner.data(pair))
+        teacher = worker.teacher(pair, worker.data(pair))
         click.echo(f"{name}: {teacher.card['key']} test_acc={teacher.card['test_acc'] * 100:.2f}%")
 
 

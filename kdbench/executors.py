@@ -1,78 +1,100 @@
 """Where cells run: in this process, in N forked worker processes, or as Ray tasks.
 
-The driver (the `Runner`) prepares every pair once — data, teacher, costs, cached
-teacher logits — then hands the whole grid's cells to an executor and writes every
-record itself, so resume and atomic writes work the same whatever runs the cells.
+An executor receives *work* — a callable that turns a task into a record (see
+`kdbench.cell.CellWorker`) — and the tasks, and yields records as they finish. It never
+sees the runner: the driver prepares every pair once and writes every record itself, so
+resume and atomic writes work the same whatever runs the cells.
 
 * `local`, jobs = 1: cells run one after another in this process.
-* `local`, jobs = N: N forked workers inherit the prepared pairs (no reload), each with
+* `local`, jobs = N: N forked workers inherit the prepared work (no reload), each with
   cores / N intra-op threads; a worker that dies fails its cell, never the grid.
-* `ray`: each cell is a Ray task that rebuilds the runner from the run's config and
-  loads data and teacher from the zoo folder (which must be shared with the workers).
+* `ray`: each cell is a Ray task running `work.portable()`, a copy that carries the
+  run's settings but no prepared state and reloads data and teacher from the zoo folder
+  (which must be shared with the workers).
 
 A cell's numbers depend on its intra-op thread count (it changes floating-point reduction
 order), so `--threads` fixes it for every executor: runs with different `--jobs` and the
-same `--threads` give identical records.
+same `--threads` give identical records. This module imports torch only when it runs.
 """
 from __future__ import annotations
 
-import dataclasses
 import multiprocessing as mp
 import os
 import queue
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
-
-import torch
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .errors import UsageError
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Cell, RunConfig, Runner
-
-Task = tuple["Cell", dict[str, Any], dict[str, Any]]  # cell, identity, costs
+Record = dict[str, Any]
 
 
-def cell_threads(config: "RunConfig", jobs: int) -> int:
-    """Intra-op threads of one cell: `--threads`, else the cores shared among `jobs` workers."""
-    return config.threads or max(1, (os.cpu_count() or 1) // jobs)
+class Work(Protocol):
+    """What an executor runs: one task → one record."""
+
+    progress: bool  # per-cell progress bars; executors switch them off in worker processes
+
+    def __call__(self, task: Any) -> Record: ...
+
+    def failed(self, task: Any, error: str) -> Record:
+        """The record of a task whose worker never reported back."""
+
+    def portable(self) -> "Work":
+        """A copy to ship to another process or machine: settings only, no prepared state."""
 
 
-def run_local(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    threads, before = cell_threads(runner.config, 1), torch.get_num_threads()
-    for cell, identity, costs in tasks:
-        torch.set_num_threads(threads)
+@dataclass(frozen=True)
+class Dispatch:
+    """How many cells run at once, with how many threads each, and where."""
+
+    jobs: int = 1
+    threads: int | None = None  # intra-op threads per cell (default: cores / jobs)
+    ray_address: str | None = None
+
+    def cell_threads(self, jobs: int | None = None) -> int:
+        """`threads`, else the cores shared among `jobs` workers."""
+        return self.threads or max(1, (os.cpu_count() or 1) // (jobs or self.jobs))
+
+
+def _set_threads(n: int) -> int:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return before
+
+
+def run_local(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
+    """Cells one after another in this process, each at the cell thread count."""
+    threads = dispatch.cell_threads(1)
+    for task in tasks:
+        before = _set_threads(threads)
         try:
-            record = runner.execute(cell, identity, costs)
+            record = work(task)
         finally:
-            torch.set_num_threads(before)  # the driver's own work keeps every core
+            _set_threads(before)  # the driver's own work keeps every core
         yield record
 
 
-def _worker(runner: "Runner", tasks: Sequence[Task], todo: Any, done: Any, threads: int) -> None:
-    torch.set_num_threads(threads)
-    runner.config.progress = False
-    while True:
-        i = todo.get()
-        if i is None:
-            return
-        cell, identity, costs = tasks[i]
-        done.put((i, runner.execute(cell, identity, costs)))
+def _worker(work: Work, tasks: Sequence[Any], todo: Any, done: Any, threads: int) -> None:
+    _set_threads(threads)
+    work.progress = False
+    while (i := todo.get()) is not None:
+        done.put((i, work(tasks[i])))
 
 
-def run_forked(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    """Run `tasks` in `runner.config.jobs` forked processes; yield records as they finish."""
-    jobs = min(runner.config.jobs, len(tasks))
+def run_forked(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
+    """Run `tasks` in `dispatch.jobs` forked processes; yield records as they finish."""
+    jobs = min(dispatch.jobs, len(tasks))
     if jobs <= 1:
-        yield from run_local(runner, tasks)
+        yield from run_local(work, tasks, dispatch)
         return
     ctx = mp.get_context("fork")
     todo, done = ctx.Queue(), ctx.Queue()
-    for i in range(len(tasks)):
+    for i in [*range(len(tasks)), *[None] * jobs]:
         todo.put(i)
-    for _ in range(jobs):
-        todo.put(None)
-    threads = cell_threads(runner.config, jobs)
-    procs = [ctx.Process(target=_worker, args=(runner, tasks, todo, done, threads), daemon=True) for _ in range(jobs)]
+    threads = dispatch.cell_threads(jobs)
+    procs = [ctx.Process(target=_worker, args=(work, tasks, todo, done, threads), daemon=True) for _ in range(jobs)]
     for p in procs:
         p.start()
     pending = set(range(len(tasks)))
@@ -87,7 +109,7 @@ def run_forked(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, An
             pending.discard(i)
             yield record
         for i in sorted(pending):  # every worker died before finishing these
-            yield runner.failed_record(*tasks[i], error="worker process died (killed or out of memory)")
+            yield work.failed(tasks[i], "worker process died (killed or out of memory)")
     finally:
         for p in procs:
             if p.is_alive():
@@ -95,39 +117,36 @@ def run_forked(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, An
             p.join(timeout=5)
 
 
-def _ray_cell(config: Any, cell: "Cell", identity: dict[str, Any], costs: dict[str, Any]) -> dict[str, Any]:
-    from .plugins import load_registry
-    from .runner import Runner
-
-    config.progress = False
-    torch.set_num_threads(cell_threads(config, config.jobs))
-    return Runner(load_registry(config.plugins), config).execute(cell, identity, costs)
+def _ray_cell(work: Work, task: Any, threads: int) -> Record:
+    _set_threads(threads)
+    return work(task)
 
 
-def run_ray(runner: "Runner", tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
+def run_ray(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
     """Each cell a Ray task; records come back to the driver as they finish."""
     try:
         import ray
     except ImportError:
         raise UsageError("--executor ray needs Ray: pip install 'kdbench[ray]'") from None
     if not ray.is_initialized():
-        address = runner.config.ray_address
-        kwargs: dict[str, Any] = {"address": address} if address else {
+        kwargs: dict[str, Any] = {"address": dispatch.ray_address} if dispatch.ray_address else {
             "num_cpus": os.cpu_count(), "include_dashboard": False}
         ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
-    remote = ray.remote(num_cpus=cell_threads(runner.config, runner.config.jobs))(_ray_cell)
-    config = dataclasses.replace(runner.config, zoo_root=runner.zoo.root.parent)  # workers read this zoo
-    futures = {remote.remote(config, *task): task for task in tasks}
+    threads = dispatch.cell_threads()
+    remote = ray.remote(num_cpus=threads)(_ray_cell)
+    shipped = ray.put(work.portable())
+    futures = {remote.remote(shipped, task, threads): task for task in tasks}
     while futures:
         ready, _ = ray.wait(list(futures), num_returns=1)
         task = futures.pop(ready[0])
         try:
             yield ray.get(ready[0])
         except Exception as exc:  # noqa: BLE001 - a lost task fails its cell only
-            yield runner.failed_record(*task, error=f"ray task failed: {type(exc).__name__}: {exc}")
+            yield work.failed(task, f"ray task failed: {type(exc).__name__}: {exc}")
 
 
-EXECUTORS: dict[str, Callable[["Runner", Sequence[Task]], Iterator[dict[str, Any]]]] = {
+Executor = Callable[[Work, Sequence[Any], Dispatch], Iterator[Record]]
+EXECUTORS: dict[str, Executor] = {
     "local": run_forked,
     "ray": run_ray,
 }

@@ -2,6 +2,7 @@
 
 Latency uses `torch.utils.benchmark` (warm-up, a fixed thread count, blocked
 autorange; CUDA synchronisation handled by it) at batch 1 and at a large batch.
+`pair_costs` measures a teacher and its student once per pair, for every method.
 """
 from __future__ import annotations
 
@@ -11,6 +12,12 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 from torch.utils.flop_counter import FlopCounterMode
+
+from .quantize import quantize_linear, state_dict_bytes
+
+#: Seconds of timed forwards behind each latency (a `blocked_autorange` minimum): smoke
+#: numbers only show that measuring works; the leaderboard's need to hold still.
+LATENCY_SECONDS = {"smoke": 0.1, "quick": 0.5, "standard": 1.0, "paper": 1.0}
 
 
 def count_params(module: nn.Module | None) -> int:
@@ -47,3 +54,41 @@ def latency_ms(model: nn.Module, inputs: Any, min_run_time: float = 0.5,
     )
     m = timer.blocked_autorange(min_run_time=min_run_time)
     return {"median": m.median * 1e3, "iqr": m.iqr * 1e3}
+
+
+def _batch_size(x: Any) -> int:
+    return next(iter(x.values())).shape[0] if isinstance(x, dict) else x.shape[0]
+
+
+def pair_costs(teacher: nn.Module, student: nn.Module, x1: Any, xn: Any, seconds: float,
+               call: Callable[[nn.Module, Any], Any] = call_model, int8_skipped: str | None = None) -> dict[str, Any]:
+    """Params, FLOPs, latency at batch 1 (`x1`) and batch N (`xn`), throughput and sizes of
+    a teacher and its student, and of the dynamically quantized student unless
+    `int8_skipped` says why not (it runs on CPU only)."""
+    lat = {}
+    for who, model in (("teacher", teacher), ("student", student)):
+        for tag, x in (("bs1", x1), ("bsN", xn)):
+            m = latency_ms(model, x, seconds, call=call)
+            lat[f"{who}_{tag}"] = m["median"]
+            lat[f"{who}_{tag}_iqr"] = m["iqr"]
+    batch = _batch_size(xn)
+    quantized: dict[str, Any]
+    if int8_skipped is None:
+        q = quantize_linear(student)
+        qlat = latency_ms(q, x1, seconds)
+        quantized = {"latency_ms_bs1": qlat["median"], "latency_ms_bs1_iqr": qlat["iqr"],
+                     "size_bytes": state_dict_bytes(q), "engine": torch.backends.quantized.engine}
+    else:
+        quantized = {"skipped": int8_skipped}
+    return {
+        "size_bytes": {"student": state_dict_bytes(student)},
+        "quantized": quantized,
+        "throughput": {  # examples per second at the large batch
+            "teacher": batch / lat["teacher_bsN"] * 1e3, "student": batch / lat["student_bsN"] * 1e3},
+        "params": {"teacher": count_params(teacher), "student": count_params(student)},
+        "flops": {"teacher": flops_per_example(teacher, x1), "student": flops_per_example(student, x1)},
+        "latency_ms": lat,
+        "latency_batch": int(batch),
+        "speedup_bs1": lat["teacher_bs1"] / lat["student_bs1"],
+        "speedup_bsN": lat["teacher_bsN"] / lat["student_bsN"],
+    }

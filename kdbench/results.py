@@ -14,11 +14,12 @@ import subprocess
 import warnings
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Iterable
 
 from .fsutil import TMP_PREFIX, atomic_write_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
 
 IDENTITY_KEYS = ("pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256", "scenario")
 #: A record without a scenario (written before scenarios existed) is in this one.
@@ -129,8 +130,9 @@ def load_records(paths: Iterable[Path]) -> list[dict[str, Any]]:
 
 def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Records flattened to columns such as `metrics.test_acc`, `params.student`."""
-    frame = pd.json_normalize(records)
-    return frame
+    import pandas as pd  # here, so that planning a run does not import pandas
+
+    return pd.json_normalize(records)
 
 
 def host_info(device: Any) -> dict[str, Any]:

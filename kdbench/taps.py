@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 from torch import Tensor, nn
 
-from .api import Outputs
+from .outputs import Outputs
 
 
 def _is_transformers(model: nn.Module) -> bool:

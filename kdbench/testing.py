@@ -55,10 +55,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import hookspecs
+from .accel import Accel
 from .api import TAPS, Budget, Dataset, Method, Outputs, Pair, Schedule, Splits, TensorData
-from .data import limit
+from .cell import init_student, load_splits, student_adapters, train_student
+from .plan import Cell, RunConfig
 from .plugins import GROUP, Entry, Registry, load_registry, problem
-from .train import NumericalFault, set_teacher_frozen, train
+from .runner import Runner
+from .train import NumericalFault, set_teacher_frozen
 from .zoo import TEACHER_SEED
 
 #: Progress points at which `loss()` is probed (phased methods change terms with progress).
@@ -169,17 +172,20 @@ class _Bench:
     schedule: Schedule  # the profile's schedule, cut to the check's batch size
     splits: Splits
     data: TensorData  # the few training examples the probe steps use
-    device: torch.device
+    accel: Accel  # the device and precision a real run on that device would use
 
     def teacher(self) -> nn.Module:
         torch.manual_seed(TEACHER_SEED)
-        model = self.pair.build_teacher(self.splits.num_classes).to(self.device)
+        model = self.accel.model(self.pair.build_teacher(self.splits.num_classes))
         set_teacher_frozen(model)
         return model
 
     def student(self, teacher: nn.Module, seed: int) -> nn.Module:
-        torch.manual_seed(seed)
-        return self.pair.build_student(teacher, self.splits.num_classes).to(self.device)
+        return init_student(self.pair, teacher, self.splits.num_classes, seed, self.accel.model)
+
+    @property
+    def forward(self) -> Any:
+        return self.accel.forward(self.pair.forward)
 
 
 def _resolve(kind: str, obj: Any, registry: Registry) -> type:
@@ -191,12 +197,10 @@ def _resolve(kind: str, obj: Any, registry: Registry) -> type:
 def _bench(pair: Pair, registry: Registry, profile: str, steps: int, batch_size: int,
            device: torch.device, data_dir: Path | None) -> _Bench:
     schedule = pair.schedule(profile)
-    dataset = registry.dataset(pair.dataset).obj()
-    splits = dataset.load(data_dir, **pair.dataset_options(profile))
-    splits = limit(splits, schedule.train_limit, schedule.eval_limit)
+    splits = load_splits(registry, pair, profile, data_dir, device)
     bs = max(2, min(batch_size, schedule.batch_size, len(splits.train)))
     small = dataclasses.replace(schedule, batch_size=bs)
-    return _Bench(pair, small, splits, splits.train.take(bs * max(steps, 1)).to(device), device)
+    return _Bench(pair, small, splits, splits.train.take(bs * max(steps, 1)), Accel.choose(device))
 
 
 def _state(module: nn.Module | None) -> dict[str, Tensor]:
@@ -237,8 +241,6 @@ def _private_registry(base: Registry, classes: Sequence[type]) -> Registry:
 def _run_cell(check: _Check, registry: Registry, pair: str, method: str, seed: int,
               hparams: Mapping[str, Any], profile: str, device: torch.device, data_dir: Path | None,
               out: Path | None) -> None:
-    from .runner import Cell, RunConfig, Runner
-
     with check.rule("end-to-end"), tempfile.TemporaryDirectory(prefix="kdbench-conformance-") as tmp:
         config = RunConfig(profile=profile, out=Path(out or tmp), device=str(device), data_dir=data_dir,
                            force=True, progress=False, command="kdbench.testing")
@@ -317,111 +319,149 @@ def check_method(
 def _probe_method(check: _Check, cls: type[Method], hparams: Mapping[str, Any], bench: _Bench,
                   teacher: nn.Module, seed: int, progress: Sequence[float]) -> None:
     """Call adapters() and loss() by hand at each progress point and inspect the gradients."""
-    method = cls(**hparams)
-    needs = frozenset(method.needs) | {"logits"}
-    use_teacher = method.uses_teacher
-    student = bench.student(teacher, seed)
-    student.train()
-    batch = bench.data.take(bench.schedule.batch_size)
-    s_reads: set[str] = set()
-    t_reads: set[str] = set()
-
-    def forward() -> tuple[Outputs, Outputs | None]:
-        s_out = bench.pair.forward(student, batch.x, needs)
-        with torch.no_grad():
-            t_out = bench.pair.forward(teacher, batch.x, needs) if use_teacher else None
-        return s_out, t_out
-
-    def undeclared() -> None:
-        for who, reads in (("student", s_reads), ("teacher", t_reads)):
-            if reads - needs:
-                check.fail("undeclared-taps", f"reads the {who}'s {sorted(reads - needs)} but needs = "
-                                              f"{sorted(method.needs)}; declare every tap it reads")
-
-    with check.rule("needs-satisfied"):
-        s_out, t_out = forward()  # one forward serves every probe: the teacher is frozen, the graph retained
-        for who, out in (("student", s_out), ("teacher", t_out)):
-            for tap in sorted(needs) if out is not None else ():
-                if getattr(out, tap) is None:
-                    check.fail("needs-satisfied", f"declares {tap!r} in needs, but the pair's forward gave "
-                                                  f"the {who} no {tap!r}")
-
-    with check.rule("adapters"):
-        torch.manual_seed(seed + 1)
-        adapters = method.adapters(_watch(s_out.detach(), s_reads), _watch(t_out, t_reads))
-        undeclared()
-        if adapters is not None and not isinstance(adapters, nn.Module):
-            check.fail("adapters", f"adapters() returned {type(adapters).__name__}; return an nn.Module or None")
-        if adapters is not None:
-            adapters.to(bench.device).train()
-        owned = {id(p): "teacher" for p in teacher.parameters()} | {id(p): "student" for p in student.parameters()}
-        for name, p in _named_params(adapters):
-            if id(p) in owned:
-                rule = "teacher-no-gradients" if owned[id(p)] == "teacher" else "adapters"
-                check.fail(rule, f"adapter parameter {name!r} is a {owned[id(p)]} weight; adapters must be new "
-                                 "modules (they are trained and counted apart)")
-
-    trainable = [(n, p) for n, p in _named_params(adapters) if p.requires_grad]
-    adapter_reached: set[str] = set()
-    student_moved = False
+    probe = _Probe(check, cls(**hparams), bench, teacher, bench.student(teacher, seed))
+    probe.forward()
+    probe.build_adapters(seed)
     teacher_before = _state(teacher)
-    t_first = t_out
     for point in progress:
-        method.progress = float(point)
-        for p in list(student.parameters()) + [p for _, p in trainable]:
+        probe.at(float(point))
+    probe.finish(progress)
+    with check.rule("teacher-unchanged"):
+        changed = _changed(teacher_before, _state(teacher))
+        if changed:
+            check.fail("teacher-unchanged", f"the teacher's {changed[:3]} changed while probing loss()")
+
+
+@dataclass
+class _Probe:
+    """One method probed by hand on one batch: which taps it reads, where its gradients go."""
+
+    check: _Check
+    method: Method
+    bench: _Bench
+    teacher: nn.Module
+    student: nn.Module
+    s_reads: set[str] = field(default_factory=set)
+    t_reads: set[str] = field(default_factory=set)
+    adapters: nn.Module | None = None
+    reached: set[str] = field(default_factory=set)  # adapter parameters that received a gradient
+    student_moved: bool = False
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset(self.method.needs) | {"logits"}
+
+    @property
+    def trainable(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, p) for n, p in _named_params(self.adapters) if p.requires_grad]
+
+    def undeclared(self) -> None:
+        for who, reads in (("student", self.s_reads), ("teacher", self.t_reads)):
+            if reads - self.needs:
+                self.check.fail("undeclared-taps", f"reads the {who}'s {sorted(reads - self.needs)} but needs = "
+                                                   f"{sorted(self.method.needs)}; declare every tap it reads")
+
+    def forward(self) -> None:
+        """One forward serves every probe: the teacher is frozen, the graph retained."""
+        self.student.train()
+        self.batch = self.bench.data.take(self.bench.schedule.batch_size)
+        with self.check.rule("needs-satisfied"):
+            self.s_out = self.bench.forward(self.student, self.batch.x, self.needs)
+            with torch.no_grad():
+                self.t_out = (self.bench.forward(self.teacher, self.batch.x, self.needs)
+                              if self.method.uses_teacher else None)
+            for who, out in (("student", self.s_out), ("teacher", self.t_out)):
+                for tap in sorted(self.needs) if out is not None else ():
+                    if getattr(out, tap) is None:
+                        self.check.fail("needs-satisfied", f"declares {tap!r} in needs, but the pair's forward "
+                                                           f"gave the {who} no {tap!r}")
+
+    def build_adapters(self, seed: int) -> None:
+        check = self.check
+        with check.rule("adapters"):
+            torch.manual_seed(seed + 1)
+            adapters = self.method.adapters(_watch(self.s_out.detach(), self.s_reads), _watch(self.t_out, self.t_reads))
+            self.undeclared()
+            if adapters is not None and not isinstance(adapters, nn.Module):
+                check.fail("adapters", f"adapters() returned {type(adapters).__name__}; return an nn.Module or None")
+            if adapters is not None:
+                self.bench.accel.model(adapters).train()
+            owned = ({id(p): "teacher" for p in self.teacher.parameters()}
+                     | {id(p): "student" for p in self.student.parameters()})
+            for name, p in _named_params(adapters):
+                if id(p) in owned:
+                    rule = "teacher-no-gradients" if owned[id(p)] == "teacher" else "adapters"
+                    check.fail(rule, f"adapter parameter {name!r} is a {owned[id(p)]} weight; adapters must be "
+                                     "new modules (they are trained and counted apart)")
+            self.adapters = adapters
+
+    def at(self, point: float) -> None:
+        """loss() at one progress point: named finite terms, gradients to the student only."""
+        check, at = self.check, f"at progress {point:g}"
+        self.method.progress = point
+        for p in list(self.student.parameters()) + [p for _, p in self.trainable]:
             p.grad = None
-        t_out = _clone(t_first)
+        t_out = _clone(self.t_out)
         t_snapshot = {k: v.clone() for k, v in _tensors(t_out).items()}
-        at = f"at progress {point:g}"
         with check.rule("finite-scalar-terms"):
-            named = method.loss(_watch(s_out, s_reads), _watch(t_out, t_reads), batch.y)
+            try:
+                named = self.method.loss(_watch(self.s_out, self.s_reads), _watch(t_out, self.t_reads), self.batch.y)
+            except Exception:
+                self.undeclared()  # a crash after reading an undeclared tap breaks that rule
+                raise
             _check_terms(check, named, at)
         with check.rule("undeclared-taps"):
-            undeclared()
-        total = sum(named.values())
-        with check.rule("student-gradients"):
+            self.undeclared()
+        self._student_gradients(sum(named.values()), at)
+        self._teacher_untouched(t_out, t_snapshot, at)
+        self.reached |= {n for n, p in self.trainable if p.grad is not None}
+
+    def _student_gradients(self, total: Tensor, at: str) -> None:
+        with self.check.rule("student-gradients"):
             if not total.requires_grad:
-                check.fail("student-gradients", f"{at} no loss term depends on the student's outputs "
-                                                "(are they detached?)")
+                self.check.fail("student-gradients", f"{at} no loss term depends on the student's outputs "
+                                                     "(are they detached?)")
             total.backward(retain_graph=True)
-            grads = [(n, p.grad) for n, p in student.named_parameters() if p.grad is not None]
+            grads = [(n, p.grad) for n, p in self.student.named_parameters() if p.grad is not None]
             if not grads:
-                check.fail("student-gradients", f"{at} the loss reaches no student parameter")
+                self.check.fail("student-gradients", f"{at} the loss reaches no student parameter")
             for n, g in grads:
                 if not torch.isfinite(g).all():
-                    check.fail("student-gradients", f"{at} the gradient of student parameter {n!r} is not finite")
-            student_moved = student_moved or any(bool(g.abs().sum() > 0) for _, g in grads)
+                    self.check.fail("student-gradients", f"{at} the gradient of student parameter {n!r} "
+                                                         "is not finite")
+            self.student_moved = self.student_moved or any(bool(g.abs().sum() > 0) for _, g in grads)
+
+    def _teacher_untouched(self, t_out: Outputs | None, t_snapshot: dict[str, Tensor], at: str) -> None:
+        check = self.check
         with check.rule("teacher-no-gradients"):
-            leaked = [n for n, p in teacher.named_parameters() if p.grad is not None or p.requires_grad]
+            leaked = [n for n, p in self.teacher.named_parameters() if p.grad is not None or p.requires_grad]
             if leaked:
                 check.fail("teacher-no-gradients", f"{at} teacher parameters {leaked[:3]} require or received "
                                                    "gradients; the teacher must stay frozen")
             touched = [k for k, v in _tensors(t_out).items() if v.requires_grad or v.grad is not None]
             if touched:
-                check.fail("teacher-no-gradients", f"{at} gradients flow into the teacher's outputs {touched[:3]}; "
-                                                   "use teacher tensors as constants")
+                check.fail("teacher-no-gradients", f"{at} gradients flow into the teacher's outputs "
+                                                   f"{touched[:3]}; use teacher tensors as constants")
         with check.rule("teacher-unchanged"):
             edited = [k for k, v in _tensors(t_out).items() if not torch.equal(v, t_snapshot[k])]
             if edited:
                 check.fail("teacher-unchanged", f"{at} loss() changed the teacher's outputs {edited[:3]} in place")
-        adapter_reached |= {n for n, p in trainable if p.grad is not None}
-    with check.rule("student-gradients"):
-        if not student_moved:
-            check.fail("student-gradients", "every student gradient is zero at every progress point")
-    unread = sorted(needs - {"logits"} - s_reads - t_reads)
-    if unread:
-        check.report.notes.append(f"declares {unread} in needs but never reads them; every declared tap is "
-                                  "computed for student and teacher at each step")
-    with check.rule("adapter-gradients"):
-        unreached = [n for n, _ in trainable if n not in adapter_reached]
-        if unreached:
-            check.fail("adapter-gradients", f"adapter parameters {unreached[:5]} never receive a gradient at progress "
-                                            f"{', '.join(f'{p:g}' for p in progress)}; use them in loss() "
-                                            "(or freeze them)")
-    with check.rule("teacher-unchanged"):
-        changed = _changed(teacher_before, _state(teacher))
-        if changed:
-            check.fail("teacher-unchanged", f"the teacher's {changed[:3]} changed while probing loss()")
+
+    def finish(self, progress: Sequence[float]) -> None:
+        check = self.check
+        with check.rule("student-gradients"):
+            if not self.student_moved:
+                check.fail("student-gradients", "every student gradient is zero at every progress point")
+        unread = sorted(self.needs - {"logits"} - self.s_reads - self.t_reads)
+        if unread:
+            check.report.notes.append(f"declares {unread} in needs but never reads them; every declared tap is "
+                                      "computed for student and teacher at each step")
+        with check.rule("adapter-gradients"):
+            unreached = [n for n, _ in self.trainable if n not in self.reached]
+            if unreached:
+                check.fail("adapter-gradients", f"adapter parameters {unreached[:5]} never receive a gradient at "
+                                                f"progress {', '.join(f'{p:g}' for p in progress)}; use them in "
+                                                "loss() (or freeze them)")
 
 
 def _check_terms(check: _Check, named: Any, at: str) -> None:
@@ -449,22 +489,13 @@ def _train_twice(check: _Check, make: Any, bench: _Bench, teacher: nn.Module, se
     runs = []
     for _ in range(2):
         method: Method = make()
-        use_teacher = method.uses_teacher
         student = bench.student(teacher, seed)
-        needs = frozenset(method.needs) | {"logits"}
-        sample = bench.data.take(bench.schedule.batch_size)
-        torch.manual_seed(seed + 1)
-        s_out = bench.pair.forward(student, sample.x, needs)
-        with torch.no_grad():
-            t_out = bench.pair.forward(teacher, sample.x, needs) if use_teacher else None
-        adapters = method.adapters(s_out.detach(), t_out)
-        if adapters is not None:
-            adapters = adapters.to(bench.device)
-        torch.manual_seed(seed + 2)
+        adapters = student_adapters(student, method, bench.data, bench.schedule, bench.forward, teacher, seed,
+                                    bench.accel.model)
         with check.rule("finite-scalar-terms"):
             try:
-                result = train(student, method, bench.data, Budget(steps=steps), bench.schedule, bench.pair.forward,
-                               seed=seed, teacher=teacher if use_teacher else None, adapters=adapters)
+                result = train_student(student, method, bench.data, Budget(steps=steps), bench.schedule,
+                                       bench.forward, seed=seed, teacher=teacher, adapters=adapters)
             except NumericalFault as exc:
                 check.fail("finite-scalar-terms", f"in the training loop: {exc}")
         with check.rule("teacher-unchanged"):
@@ -545,6 +576,23 @@ def check_pair(
             check.fail("declaration", f"dataset {cls.dataset!r} is not provided by any installed plugin; "
                                       "pass its class in extra=[...] to check it before installing")
     obj = cls()
+    _check_declared_pair(check, obj, profile)
+    dev = torch.device(device)
+    with check.rule("data"):
+        bench = _bench(obj, private, profile, steps, batch_size, dev, data_dir)
+        _check_splits(check, bench.splits, profile)
+    teacher = _check_builds(check, bench, seed)
+    taps = frozenset(cls.taps) | {"logits"}
+    probe = type("ConformanceProbe", (_PairProbe,), {"needs": taps})
+    _probe_method(check, probe, {}, bench, teacher, seed, (0.0,))
+    _train_twice(check, probe, bench, teacher, seed, steps)
+    if end_to_end:
+        private.methods[probe.name] = Entry("method", probe.name, probe, UNDER_TEST, "under test")
+        _run_cell(check, private, cls.name, probe.name, seed, {}, profile, dev, data_dir, out)
+    return check.report
+
+
+def _check_declared_pair(check: _Check, obj: Pair, profile: str) -> None:
     with check.rule("schedule"):
         s = obj.schedule(profile)
         if not isinstance(s, Schedule):
@@ -559,38 +607,41 @@ def check_pair(
         if json.dumps(recipe, sort_keys=True, default=str) != json.dumps(obj.teacher_recipe(profile),
                                                                          sort_keys=True, default=str):
             check.fail("teacher-recipe", "teacher_recipe() differs between two calls; it names a zoo entry")
-    dev = torch.device(device)
-    with check.rule("data"):
-        bench = _bench(obj, private, profile, steps, batch_size, dev, data_dir)
-        for split in ("train", "val", "test"):
-            part: TensorData = getattr(bench.splits, split)
-            if len(part) == 0:
-                check.fail("data", f"the {split} split is empty under profile {profile!r}")
-            y = part.y
-            if y.dtype != torch.long or int(y.min()) < 0 or int(y.max()) >= bench.splits.num_classes:
-                check.fail("data", f"{split} labels must be int64 in [0, {bench.splits.num_classes})")
+
+
+def _check_splits(check: _Check, splits: Splits, profile: str) -> None:
+    for split in ("train", "val", "test"):
+        part: TensorData = getattr(splits, split)
+        if len(part) == 0:
+            check.fail("data", f"the {split} split is empty under profile {profile!r}")
+        y = part.y
+        if y.dtype != torch.long or int(y.min()) < 0 or int(y.max()) >= splits.num_classes:
+            check.fail("data", f"{split} labels must be int64 in [0, {splits.num_classes})")
+
+
+def _check_builds(check: _Check, bench: _Bench, seed: int) -> nn.Module:
+    """Deterministic builds, separate weights, declared taps, a frozen teacher; returns the teacher."""
     with check.rule("deterministic"):
-        t1, t2 = bench.teacher(), bench.teacher()
-        if _changed(_state(t1), _state(t2)):
+        teacher, t2 = bench.teacher(), bench.teacher()
+        if _changed(_state(teacher), _state(t2)):
             check.fail("deterministic", "build_teacher() gives different weights under the same torch seed")
-        s1, s2 = bench.student(t1, seed), bench.student(t1, seed)
-        diff = _changed(_state(s1), _state(s2))
+        student, s2 = bench.student(teacher, seed), bench.student(teacher, seed)
+        diff = _changed(_state(student), _state(s2))
         if diff:
             check.fail("deterministic", f"build_student() gives different weights under the same seed: {diff[:3]}")
-    teacher, student = t1, s1
     with check.rule("separate-weights"):
         t_ptrs = {p.data_ptr() for p in teacher.parameters() if p.numel()}
         shared = [n for n, p in student.named_parameters() if p.numel() and p.data_ptr() in t_ptrs]
         if shared:
             check.fail("separate-weights", f"student parameters {shared[:3]} share storage with the teacher; "
                                            "copy teacher weights (clone) when initialising the student from them")
-    taps = frozenset(cls.taps) | {"logits"}
+    taps = frozenset(bench.pair.taps) | {"logits"}
     batch = bench.data.take(bench.schedule.batch_size)
     with check.rule("taps"):
         before = _state(teacher)
         for who, model in (("teacher", teacher), ("student", student)):
             with torch.no_grad():
-                outputs = obj.forward(model, batch.x, taps)
+                outputs = bench.pair.forward(model, batch.x, taps)
             _check_taps(check, outputs, taps, who, len(batch), bench.splits.num_classes)
     with check.rule("teacher-unchanged"):
         changed = _changed(before, _state(teacher))
@@ -599,13 +650,7 @@ def check_pair(
                                             "(is it run in train mode, updating batch-norm statistics?)")
         if teacher.training:
             check.fail("teacher-unchanged", "the pair's forward switched the teacher to train mode")
-    probe = type("ConformanceProbe", (_PairProbe,), {"needs": taps})
-    _probe_method(check, probe, {}, bench, teacher, seed, (0.0,))
-    _train_twice(check, probe, bench, teacher, seed, steps)
-    if end_to_end:
-        private.methods[probe.name] = Entry("method", probe.name, probe, UNDER_TEST, "under test")
-        _run_cell(check, private, cls.name, probe.name, seed, {}, profile, dev, data_dir, out)
-    return check.report
+    return teacher
 
 
 def _check_taps(check: _Check, out: Any, taps: frozenset[str], who: str, batch: int, num_classes: int) -> None:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .api import Budget, Method, Outputs, Schedule, TensorData
+from .api import Budget, Forward, Method, Outputs, Schedule, TensorData
 from .data import batch_indices
-
-Forward = Callable[[nn.Module, Any, frozenset[str]], Outputs]
 
 #: The clock time budgets are measured with (tests replace it with a fake one).
 clock: Callable[[], float] = time.perf_counter

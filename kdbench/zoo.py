@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 import warnings
 from dataclasses import dataclass
@@ -23,17 +22,13 @@ from torch import nn
 
 from .accel import Accel
 from .api import Budget, Pair, Splits
+from .env import kdbench_home
 from .errors import UsageError
 from .fsutil import atomic_path, atomic_write_text, sha256_file, writable_dir_problem
 from .train import SupervisedLoss, accuracy, predict, set_teacher_frozen, train
 
 TEACHER_SEED = 0
 CARD_KEYS = ("key", "profile", "test_acc", "params", "sha256")
-
-
-def kdbench_home() -> Path:
-    """`$KDBENCH_HOME`, else ~/.cache/kdbench."""
-    return Path(os.environ.get("KDBENCH_HOME") or "~/.cache/kdbench").expanduser()
 
 
 @dataclass

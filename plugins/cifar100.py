@@ -16,12 +16,10 @@ import timm
 import torch
 from torch import nn
 
-from kdbench import DataMissing, Dataset, Pair, Schedule, Splits, TensorData, hookimpl
+from kdbench import DataMissing, Dataset, Pair, Schedule, Splits, TensorData, hookimpl, kdbench_home, offline
 from kdbench.data import data_dirs, fingerprint, split_train_val
-from kdbench.zoo import kdbench_home
 
 from . import cifar_resnet  # noqa: F401 - registers the timm models
-from .fashion_mnist import offline
 
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)
 

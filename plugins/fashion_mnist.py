@@ -6,23 +6,17 @@ Found, in order, in `--data-dir`, `$KDBENCH_DATA`, `/usr/share/datasets/fashion-
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from kdbench import DataMissing, Dataset, Splits, TensorData, hookimpl
+from kdbench import DataMissing, Dataset, Splits, TensorData, hookimpl, kdbench_home, offline
 from kdbench.data import data_dirs, find_files, fingerprint, read_idx, resolve, split_train_val
-from kdbench.zoo import kdbench_home
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
 MEAN, STD = 0.2860, 0.3530
-
-
-def offline() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("KDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 class FashionMNIST(Dataset):

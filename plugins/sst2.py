@@ -15,9 +15,9 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Sequence
 
-from kdbench import DataMissing, Dataset, Splits, hookimpl
+from kdbench import DataMissing, Dataset, Splits, hookimpl, offline
 
-from .text_data import as_splits, cached_tensors, offline, require_tokenizer, tokenized_splits, tokenizer_id
+from .text_data import as_splits, cached_tensors, require_tokenizer, tokenized_splits, tokenizer_id
 
 HUB_ID, CONFIG = "nyu-mll/glue", "sst2"
 VAL_SIZE = 872

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -18,19 +17,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from kdbench import Splits, TensorData, UsageError
+from kdbench import Splits, TensorData, UsageError, kdbench_home
 from kdbench.fsutil import atomic_path, sha256_file
-from kdbench.zoo import kdbench_home
 
 #: Bump when the layout of the cached tensors changes.
 CACHE_VERSION = 1
 SPLITS = ("train", "val", "test")
 #: Files that define a Hugging Face tokenizer (whichever exist in its folder).
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-
-
-def offline() -> bool:
-    return any(os.environ.get(v, "") not in ("", "0") for v in ("KDBENCH_OFFLINE", "HF_HUB_OFFLINE"))
 
 
 def tokenizer_id(tokenizer: str) -> str:

@@ -13,10 +13,10 @@ SMOKE_CELL = ["--methods", "hinton", "--pairs", "mlp-hinton", "--profile", "smok
 
 @pytest.fixture(scope="module")
 def resnet(registry):
-    from kdbench.runner import RunConfig, Runner
+    from kdbench.plan import RunConfig
+    from kdbench.worker import CellWorker
 
-    runner = Runner(registry, RunConfig(profile="smoke", progress=False))
-    st = runner.pair_state("resnet-cnn")
+    st = CellWorker(RunConfig(profile="smoke", progress=False), registry).pair("resnet-cnn")
     return st.pair, st.teacher.model, st.splits.test.take(8).x
 
 

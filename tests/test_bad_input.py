@@ -116,7 +116,7 @@ def test_unknown_dataset_of_a_pair_suggests_the_closest(cli_run, out, tmp_path):
 def test_plan_refuses_a_pair_whose_dataset_is_unknown(registry, monkeypatch):
     """Even a registry built in-process is checked before any training."""
     from kdbench import UsageError
-    from kdbench.runner import plan
+    from kdbench.plan import plan
 
     pair = registry.pair("mlp-hinton").obj
     monkeypatch.setattr(pair, "dataset", "fashion-mnsit")

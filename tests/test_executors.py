@@ -76,11 +76,12 @@ def test_jobs_must_be_positive(cli_run, tmp_path):
 
 def test_corrupted_teacher_logits_cache_is_recomputed_with_a_warning(plain_run):
     from kdbench.plugins import load_registry
-    from kdbench.runner import RunConfig, Runner
+    from kdbench.plan import RunConfig
     from kdbench.teacher_cache import cache_file, teacher_logits
+    from kdbench.worker import CellWorker
 
-    runner = Runner(load_registry(), RunConfig(profile="smoke", progress=False))
-    st = runner.pair_state("mlp-hinton")
+    runner = CellWorker(RunConfig(profile="smoke", progress=False), load_registry())
+    st = runner.pair("mlp-hinton")
     path = cache_file(runner.zoo, st.teacher, st.splits, "smoke")
     good = teacher_logits(runner.zoo, st.teacher, st.pair, st.splits, "smoke").clone()  # may map the file
     raw = bytearray(path.read_bytes())
@@ -96,17 +97,18 @@ def test_the_whole_grid_goes_to_the_executor_at_once(registry, tmp_path, monkeyp
     """Every pair is prepared (and its latency measured) before any cell is handed out,
     and all pairs' cells go out together: workers never idle at a pair boundary."""
     from kdbench import executors
-    from kdbench.runner import RunConfig, Runner, plan
+    from kdbench.plan import RunConfig, plan
+    from kdbench.runner import Runner
 
     calls, events = [], []
     runner = Runner(registry, RunConfig(profile="smoke", progress=False, out=tmp_path))
-    costs = runner.costs
-    monkeypatch.setattr(runner, "costs", lambda *a: events.append("costs") or costs(*a))
+    costs = runner.worker.costs
+    monkeypatch.setattr(runner.worker, "costs", lambda *a: events.append("costs") or costs(*a))
 
-    def spy(runner, tasks):
+    def spy(work, tasks, dispatch):
         events.append("dispatch")
-        calls.append([(t[0].pair, t[0].method) for t in tasks])
-        yield from executors.run_local(runner, tasks)
+        calls.append([(t.cell.pair, t.cell.method) for t in tasks])
+        yield from executors.run_local(work, tasks, dispatch)
 
     monkeypatch.setitem(executors.EXECUTORS, "local", spy)
     cells = plan(registry, ["student-only"], ["mlp-hinton", "resnet-cnn"], 1, profile="smoke")

@@ -82,17 +82,19 @@ def test_report_csv_has_a_row_per_method(smoke_run, cli_run):
 
 
 def test_same_seed_gives_every_method_the_same_student_init(tmp_path, monkeypatch, registry):
-    from kdbench.runner import Cell, RunConfig, Runner
+    from kdbench import cell
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.runner import Runner
 
     inits: dict[str, list[torch.Tensor]] = {}
-    original = Runner.init_student
+    original = cell.init_student
 
-    def spy(self, pair, teacher, splits, seed):
-        student = original(self, pair, teacher, splits, seed)
+    def spy(pair, teacher, num_classes, seed, place):
+        student = original(pair, teacher, num_classes, seed, place)
         inits.setdefault(f"seed{seed}", []).append(torch.cat([p.detach().flatten().clone() for p in student.parameters()]))
         return student
 
-    monkeypatch.setattr(Runner, "init_student", spy)
+    monkeypatch.setattr(cell, "init_student", spy)
     runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=2))
     runner.run([Cell("mlp-hinton", m, s) for m in ("student-only", "hinton") for s in (0, 1)])
     for seed in ("seed0", "seed1"):
@@ -102,16 +104,14 @@ def test_same_seed_gives_every_method_the_same_student_init(tmp_path, monkeypatc
 
 
 def test_teacher_weights_unchanged_by_distillation(tmp_path, registry):
-    from kdbench.runner import Cell, RunConfig, Runner
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.worker import CellWorker, Task
 
-    runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path, progress=False))
-    pair = registry.pair("mlp-hinton").obj()
-    splits = runner.data(pair)
-    teacher = runner.teacher(pair, splits)
+    worker = CellWorker(RunConfig(profile="smoke", out=tmp_path, progress=False), registry)
+    job = worker.job(Cell("mlp-hinton", "hinton", 0))
+    teacher = job.teacher
     before = {k: v.clone() for k, v in teacher.model.state_dict().items()}
-    costs = runner.costs(pair, teacher, splits)
-    cell = Cell("mlp-hinton", "hinton", 0)
-    record = runner.run_cell(cell, pair, splits, teacher, costs, runner.identity(cell, pair, teacher.sha256))
+    record = worker(Task(job.cell, worker.head(job, worker.costs(job.prepared))))
     assert record["status"] == "ok"
     after = teacher.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

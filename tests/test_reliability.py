@@ -161,7 +161,8 @@ def test_stale_temp_files_of_dead_writers_are_removed_live_ones_kept(tmp_path):
 
 def test_run_removes_stale_temp_files_in_out_and_zoo(tmp_path, registry):
     """What a SIGKILL mid-write leaves behind is cleaned by the next run, before training."""
-    from kdbench.runner import RunConfig, Runner
+    from kdbench.plan import RunConfig
+    from kdbench.runner import Runner
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
@@ -391,10 +392,11 @@ def test_teacher_interrupted_before_its_card_is_trained_again(tmp_path, registry
     never loaded half-finished; the new card matches the new weights."""
     import torch
 
-    from kdbench.runner import RunConfig, Runner
+    from kdbench.plan import RunConfig
+    from kdbench.worker import CellWorker
 
-    runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path / "out", zoo_root=tmp_path / "zoo",
-                                        progress=False))
+    runner = CellWorker(RunConfig(profile="smoke", out=tmp_path / "out", zoo_root=tmp_path / "zoo",
+                                  progress=False), registry)
     pair = registry.pair("mlp-hinton").obj()
     folder = runner.zoo.folder(pair.teacher_recipe("smoke"))
     folder.mkdir(parents=True)

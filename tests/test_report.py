@@ -80,7 +80,8 @@ def test_time_budget_gives_a_slower_method_fewer_steps(tmp_path, monkeypatch, re
     """Time mode on a fake clock (every loss call costs 10 ms, the slow method's 50 ms): the
     same seconds buy the slow method fewer steps, and records keep steps and seconds used."""
     import kdbench.train
-    from kdbench.runner import Cell, RunConfig, Runner
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.runner import Runner
 
     now = [0.0]
     monkeypatch.setattr(kdbench.train, "clock", lambda: now[0])

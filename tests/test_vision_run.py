@@ -10,7 +10,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_vit_cnn_cells_count_adapters_apart_from_the_student(tmp_path, registry):
-    from kdbench.runner import Cell, RunConfig, Runner
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.runner import Runner
 
     runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=2))
     summary = runner.run([Cell("vit-cnn", m, 0) for m in ("student-only", "hinton", "fitnet", "ofa")])
@@ -29,17 +30,16 @@ def test_vit_cnn_cells_count_adapters_apart_from_the_student(tmp_path, registry)
 
 @pytest.mark.parametrize("pair_name", ["vit-cnn", "resnet-cnn"])
 def test_teacher_is_unchanged_by_feature_distillation(pair_name, tmp_path, registry):
-    from kdbench.runner import Cell, RunConfig, Runner
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.worker import CellWorker, Task
 
-    runner = Runner(registry, RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=3))
-    pair = registry.pair(pair_name).obj()
-    splits = runner.data(pair)
-    teacher = runner.teacher(pair, splits)
+    worker = CellWorker(RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=3), registry)
+    teacher = worker.pair(pair_name).teacher
     before = {k: v.clone() for k, v in teacher.model.state_dict().items()}  # BN running stats too
-    costs = runner.costs(pair, teacher, splits)
+    costs = worker.costs(worker.pair(pair_name))
     for method in ("fitnet", "ofa"):
-        cell = Cell(pair_name, method, 0)
-        record = runner.run_cell(cell, pair, splits, teacher, costs, runner.identity(cell, pair, teacher.sha256))
+        job = worker.job(Cell(pair_name, method, 0))
+        record = worker(Task(job.cell, worker.head(job, costs)))
         assert record["status"] == "ok", record.get("error")
         assert record["train"]["teacher"] == "live"
     after = teacher.model.state_dict()

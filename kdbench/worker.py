@@ -1,0 +1,159 @@
+"""The work an executor hands out: prepare each pair once, resolve each cell once, run it.
+
+A `CellWorker` lives in the driver, which uses it to prepare pairs (data, teachers,
+cached logits) and to build each cell's record head; forked workers inherit it with
+everything prepared. `portable()` gives a copy that carries only the run's settings,
+for a process that shares no memory with the driver (a Ray task): it loads the
+registry, data and teachers (from the shared zoo) itself.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from .accel import Accel, resolve_device
+from .api import Pair, Splits
+from .cell import Job, PreparedPair, load_splits, run_cell
+from .measure import LATENCY_SECONDS, pair_costs
+from .plan import Cell, RunConfig
+from .plugins import Registry, load_registry
+from .record import Record
+from .scenarios import get as get_scenario
+from .teacher_cache import cacheable, teacher_logits
+from .train import predict
+from .zoo import Teacher, Zoo
+
+
+@dataclass(frozen=True)
+class Task:
+    """A cell and its record head (identity, provenance, the pair's costs)."""
+
+    cell: Cell
+    record: Record
+
+
+class CellWorker:
+    """Prepared pairs and resolved cells of one run; calling it runs a task."""
+
+    def __init__(self, config: RunConfig, registry: Registry | None = None) -> None:
+        self.config = config
+        self.accel = Accel.choose(resolve_device(config.device), config.precision)
+        self.zoo = Zoo(config.zoo_root)
+        self.progress = config.progress
+        self._registry = registry
+        self._pairs: dict[str, PreparedPair] = {}
+        self._jobs: dict[Cell, Job] = {}
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = load_registry(self.config.plugins)
+        return self._registry
+
+    # -- pairs ---------------------------------------------------------------------------------
+    def data(self, pair: Pair) -> Splits:
+        return load_splits(self.registry, pair, self.config.profile, self.config.data_dir, self.accel.device)
+
+    def teacher(self, pair: Pair, splits: Splits, steps_fraction: float = 1.0) -> Teacher:
+        """The pair's teacher from the zoo, trained (with a progress bar) when missing."""
+        total = round(pair.schedule(self.config.profile).teacher_steps * steps_fraction)
+        bar = tqdm(total=total, desc=f"teacher {pair.name}", leave=False, disable=not self.progress)
+        try:
+            return self.zoo.get(pair, self.config.profile, splits, self.accel, on_step=lambda s, l: bar.update(1),
+                                steps_fraction=steps_fraction)
+        finally:
+            bar.close()
+
+    def pair(self, name: str) -> PreparedPair:
+        """Data and teacher of a pair, loaded (and the teacher trained) once."""
+        if name not in self._pairs:
+            pair = self.registry.pair(name).obj()
+            splits = self.data(pair)
+            self._pairs[name] = PreparedPair(pair, splits, self.teacher(pair, splits))
+        return self._pairs[name]
+
+    def costs(self, prepared: PreparedPair) -> dict[str, Any]:
+        """Params, FLOPs, latency and int8 of teacher and student: the same for every method."""
+        pair, splits, teacher = prepared.pair, prepared.splits, prepared.teacher
+        torch.manual_seed(0)
+        student = self.accel.model(pair.build_student(teacher.model, splits.num_classes))
+        big = pair.schedule(self.config.profile).extra.get("latency_batch", 256)
+        x1, xn = (_to(pair.example_inputs(splits, n), self.accel.device) for n in (1, big))
+        device = self.accel.device.type
+        return pair_costs(teacher.model, student, x1, xn, LATENCY_SECONDS[self.config.profile], call=self.accel.call,
+                          int8_skipped=None if device == "cpu" else
+                          f"dynamic int8 quantization runs on CPU only; device is {device}")
+
+    # -- cells ---------------------------------------------------------------------------------
+    def job(self, cell: Cell) -> Job:
+        """`cell` resolved: method instance, schedule, scenario, budget, teacher (once per cell)."""
+        if cell not in self._jobs:
+            prepared = self.pair(cell.pair)
+            schedule = prepared.pair.schedule(self.config.profile)
+            scenario = get_scenario(cell.scenario)
+            self._jobs[cell] = Job(cell, prepared, self.registry.method(cell.method).obj(**dict(cell.hparams)),
+                                   schedule, scenario, self.config.budget(schedule.steps),
+                                   self._scenario_teacher(prepared, scenario.teacher_steps_fraction))
+        return self._jobs[cell]
+
+    def _scenario_teacher(self, prepared: PreparedPair, fraction: float) -> Teacher:
+        """The teacher a scenario distils: the pair's, or a weaker zoo variant (once per pair)."""
+        if fraction == 1.0:
+            return prepared.teacher
+        if fraction not in prepared.variants:
+            prepared.variants[fraction] = self.teacher(prepared.pair, prepared.splits, fraction)
+        return prepared.variants[fraction]
+
+    def head(self, job: Job, costs: dict[str, Any]) -> Record:
+        """A cell's record before it runs: identity, provenance, the pair's costs."""
+        record = Record(**job.identity(self.config.profile), command=self.config.command,
+                        dataset=job.prepared.pair.dataset, device=str(self.accel.device), **self.accel.describe(),
+                        teacher_key=job.teacher.card.get("key"),
+                        metrics={"teacher_test_acc": job.teacher.card["test_acc"]})
+        record.set_costs(costs)
+        return record
+
+    def train_logits(self, job: Job) -> torch.Tensor | None:
+        """The teacher's train logits when the job's method may use them (once per pair and teacher)."""
+        if not (self.config.teacher_cache and cacheable(job.method, job.prepared.pair)):
+            return None
+        cache, teacher = job.prepared.train_logits, job.teacher
+        if teacher.sha256 not in cache:
+            cache[teacher.sha256] = teacher_logits(self.zoo, teacher, job.prepared.pair, job.prepared.splits,
+                                                   self.config.profile, self.accel)
+        return cache[teacher.sha256]
+
+    def test_logits(self, job: Job) -> torch.Tensor:
+        """The teacher's test logits, for fidelity metrics (once per pair and teacher)."""
+        cache, teacher = job.prepared.test_logits, job.teacher
+        if teacher.sha256 not in cache:
+            forward = self.accel.forward(job.prepared.pair.forward)
+            cache[teacher.sha256] = predict(teacher.model, forward, job.prepared.splits.test)
+        return cache[teacher.sha256]
+
+    def warm(self, job: Job) -> None:
+        """Compute the job's cached teacher outputs now (before workers fork, so they inherit them)."""
+        self.train_logits(job)
+        self.test_logits(job)
+
+    # -- the executor's side -------------------------------------------------------------------
+    def __call__(self, task: Task) -> dict[str, Any]:
+        job = self.job(task.cell)
+        record = run_cell(job, task.record.copy(), self.accel, teacher_logits=self.train_logits(job),
+                          teacher_test_logits=self.test_logits(job), progress=self.progress)
+        return record.as_dict()
+
+    def failed(self, task: Task, error: str) -> dict[str, Any]:
+        return task.record.copy().fail(error).as_dict()
+
+    def portable(self) -> "CellWorker":
+        config = dataclasses.replace(self.config, progress=False, zoo_root=self.zoo.root.parent)
+        return CellWorker(config)
+
+
+def _to(x: Any, device: torch.device) -> Any:
+    return {k: v.to(device) for k, v in x.items()} if isinstance(x, dict) else x.to(device)
