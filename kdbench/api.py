@@ -68,6 +68,9 @@ class Method:
     defaults: ClassVar[dict[str, Any]] = {}
     #: False for methods that never look at the teacher (the loop then skips it).
     uses_teacher: ClassVar[bool] = True
+    #: A baseline's rank in reports: 0 is the reference every verdict and Δ plot is
+    #: measured against (`student-only`); 1, 2, … add Δ columns. None: not a baseline.
+    baseline: ClassVar[int | None] = None
 
     def __init__(self, **overrides: Any) -> None:
         unknown = set(overrides) - set(self.defaults)

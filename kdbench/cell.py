@@ -144,7 +144,7 @@ def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: 
     pair, splits, seed = job.prepared.pair, job.prepared.splits, job.cell.seed
     forward = accel.forward(pair.forward)
     student_data = job.scenario.apply(splits.train, splits.num_classes, seed)
-    record.scenario_info = student_data.info
+    record.scenario_info = {**student_data.info, "val_examples": len(splits.val), "test_examples": len(splits.test)}
     if teacher_logits is not None and student_data.indices is not None:
         teacher_logits = teacher_logits[student_data.indices.to(teacher_logits.device)]
     student = init_student(pair, job.teacher.model, splits.num_classes, seed, accel.model)

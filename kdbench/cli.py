@@ -13,12 +13,25 @@ from typing import Any, Sequence
 
 import click
 
-from .errors import UsageError
+from .errors import UsageError, suggest
 from .executors import EXECUTORS
 from .plan import BUDGET_MODES, PRECISIONS, PROFILES, RunConfig, describe_plan, plan
 
 EXIT_USAGE = 2
 EXIT_CELLS_FAILED = 1
+
+
+class Named(click.Choice):
+    """A choice among kdbench's own names, refused the way kdbench refuses names."""
+
+    def __init__(self, what: str, choices: Sequence[str]) -> None:
+        super().__init__(list(choices))
+        self.what = what
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if value in self.choices:
+            return value
+        self.fail(f"unknown {self.what} {value!r}" + suggest(str(value), self.choices, "known: "), param, ctx)
 
 
 def _names(value: str | None) -> list[str] | None:
@@ -54,9 +67,9 @@ def cli() -> None:
               help="Regime of the student's training data: full (default), labels-N (N%% of the labels, "
                    "class-stratified), noise-N (N%% wrong labels), weak-teacher[-N] (teacher trained for N%% "
                    "of its steps); repeatable.")
-@click.option("--profile", type=click.Choice(PROFILES), default="quick", show_default=True,
+@click.option("--profile", type=Named("profile", PROFILES), default="quick", show_default=True,
               help="Size class: smoke (tests), quick (default run), standard (leaderboard), paper (GPU+internet).")
-@click.option("--budget-mode", type=click.Choice(BUDGET_MODES), default="steps", show_default=True,
+@click.option("--budget-mode", type=Named("budget mode", BUDGET_MODES), default="steps", show_default=True,
               help="Budget each cell by optimizer steps or by wall-clock seconds (teacher forwards included).")
 @click.option("--budget-steps", type=int, help="Optimizer steps per cell (default: the profile's).")
 @click.option("--budget-seconds", type=float, help="Seconds per cell; needs --budget-mode time.")
@@ -66,7 +79,7 @@ def cli() -> None:
               help="Folder for the records (one JSON per cell). Re-running resumes.")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with dataset files (also $KDBENCH_DATA).")
 @click.option("--device", help="cpu, cuda or cuda:N (default: cuda when available).")
-@click.option("--precision", type=click.Choice(PRECISIONS), default="auto", show_default=True,
+@click.option("--precision", type=Named("precision", PRECISIONS), default="auto", show_default=True,
               help="Forward passes in fp32 or under bf16 autocast; auto: bf16 on a CUDA GPU that supports it, "
                    "fp32 on CPU. Losses always run in fp32.")
 @click.option("--force", is_flag=True, help="Recompute cells that already have a record.")
@@ -77,7 +90,7 @@ def cli() -> None:
 @click.option("--threads", type=int,
               help="Intra-op threads per cell (default: cores / --jobs). A cell's numbers depend on it: "
                    "fix it to get identical records from runs with different --jobs.")
-@click.option("--executor", type=click.Choice(sorted(EXECUTORS)), default="local", show_default=True,
+@click.option("--executor", type=Named("executor", sorted(EXECUTORS)), default="local", show_default=True,
               help="local: this machine; ray: one Ray task per cell (pip install 'kdbench[ray]').")
 @click.option("--ray-address", help="Address of an existing Ray cluster (default: start a local one).")
 @click.option("--no-teacher-cache", "teacher_cache", flag_value=False, default=True,
@@ -203,7 +216,7 @@ def teachers_list() -> None:
 
 @teachers.command(name="train")
 @click.option("--pairs", help="Comma-separated pairs (default: every pair).")
-@click.option("--profile", type=click.Choice(PROFILES), default="quick", show_default=True)
+@click.option("--profile", type=Named("profile", PROFILES), default="quick", show_default=True)
 @click.option("--data-dir", type=click.Path(path_type=Path))
 @click.option("--device")
 @plugin_option

@@ -33,6 +33,19 @@ def kdbench_datasets() -> list[type]:
 
 
 @hookspec
+def kdbench_report_notes(deltas: Any) -> list[str] | None:
+    """Return markdown lines (bullets, then a blank line) for the report's section
+    "When does distillation pay?", which appears when the records hold more than one scenario.
+
+    `deltas` gives the paired differences the report computed: `deltas.reference` is the
+    baseline every verdict is measured against, `deltas.groups()` lists (pair, profile,
+    scenarios), and `deltas.delta(pair, profile, scenario, method, baseline=None)` is a
+    paired Δ (`.mean`, `.low`, `.high`, `.significant`, `.format()`) or None. A paper's
+    claim that kdbench checks belongs here, in the plugin of the method it concerns.
+    """
+
+
+@hookspec
 def kdbench_record_written(record: dict[str, Any]) -> None:
     """Called after every record is written, with the record as a dict (for sinks).
 

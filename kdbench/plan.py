@@ -68,7 +68,7 @@ class RunConfig:
         if self.budget_mode == "time" and self.budget_steps is not None:
             raise UsageError("--budget-steps has no effect with --budget-mode time; give one budget, "
                              "--budget-steps N or --budget-mode time --budget-seconds S")
-        self.budget(1)  # validates mode, steps and seconds
+        Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates all three
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UsageError(f"--data-dir {self.data_dir} is not a folder; give the folder that holds the "
                              "dataset files, or leave it out to use the installed datasets")

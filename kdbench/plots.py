@@ -48,8 +48,8 @@ def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def deltas(table: pd.DataFrame, title: str, path: Path) -> Path:
-    """Paired Δ vs student-only per method, with 95% t-interval bars."""
+def deltas(table: pd.DataFrame, title: str, path: Path, reference: str) -> Path:
+    """Paired Δ vs the `reference` baseline per method, with 95% t-interval bars."""
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     rows = table.dropna(subset=["delta"]).reset_index(drop=True)
@@ -62,7 +62,7 @@ def deltas(table: pd.DataFrame, title: str, path: Path) -> Path:
     y = range(len(rows))
     ax.axvline(0, c="black", lw=1)
     ax.set_yticks(list(y), rows["method"])
-    ax.set_xlabel("Δ test accuracy vs student-only, points (95% CI)")
+    ax.set_xlabel(f"Δ test accuracy vs {reference}, points (95% CI)")
     ax.set_title(title)
     return _save(fig, path)
 

@@ -95,6 +95,11 @@ class Registry:
     def dataset(self, name: str) -> Entry:
         return self._get("dataset", self.datasets, name)
 
+    def baselines(self) -> tuple[str, ...]:
+        """Methods that declare `baseline`, by rank (then name): the first is the reference."""
+        ranked = [(e.obj.baseline, name) for name, e in self.methods.items() if e.obj.baseline is not None]
+        return tuple(name for _, name in sorted(ranked))
+
     def label(self, plugin: str) -> str:
         """'plugin NAME (entry point NAME = MODULE, PACKAGE VERSION)' for messages."""
         src = self.sources.get(plugin)
@@ -149,6 +154,9 @@ def problem(kind: str, obj: Any) -> str | None:
             return f"method {name!r}: needs {why}"
         if not isinstance(obj.defaults, dict):
             return f"method {name!r}: defaults must be a dict, not {type(obj.defaults).__name__}"
+        if obj.baseline is not None and (not isinstance(obj.baseline, int) or isinstance(obj.baseline, bool)
+                                         or obj.baseline < 0):
+            return f"method {name!r}: baseline must be None or a rank 0, 1, 2, …, not {obj.baseline!r}"
     if kind == "pair":
         why = _taps_problem(obj.taps)
         if why:

@@ -1,10 +1,12 @@
 """Statistics over records and the generated leaderboard.
 
 Per (pair, method): mean ± std of test accuracy over seeds, and the paired difference
-against `student-only` and `hinton` (same seed = same student init and data order)
-with a 95% t-interval. A difference whose interval spans 0 is marked `ns`.
-The output depends on the records alone (no clock, no host lookup), so the same
-records always render the same bytes.
+against each baseline method (same seed = same student init and data order) with a 95%
+t-interval. A difference whose interval spans 0 is marked `ns`. Which methods are
+baselines, and any paper-specific notes, come from the plugins (`Method.baseline`, the
+`kdbench_report_notes` hook): the report itself knows no method by name. The output
+depends on the records and the installed plugins alone (no clock, no host lookup), so
+the same records always render the same bytes.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,7 +22,9 @@ from scipy import stats
 
 from .results import to_frame
 
-BASELINES = ("student-only", "hinton")
+if TYPE_CHECKING:  # pragma: no cover
+    from .plugins import Registry
+
 GROUP_KEYS = ["pair", "profile", "scenario", "budget_key"]
 
 
@@ -53,6 +57,55 @@ def paired_delta(values: Sequence[float], baseline: Sequence[float], confidence:
     return PairedDelta(mean, mean - half, mean + half, n)
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the plugins tell the report: the baselines (the reference first) and a notes hook."""
+
+    baselines: tuple[str, ...] = ()
+    registry: "Registry | None" = None
+
+    @property
+    def reference(self) -> str | None:
+        """The method every verdict, Δ plot and "when does it pay" row is measured against."""
+        return self.baselines[0] if self.baselines else None
+
+    @classmethod
+    def of(cls, registry: "Registry | None" = None) -> "Context":
+        if registry is None:
+            from .plugins import load_registry
+
+            registry = load_registry()
+        return cls(registry.baselines(), registry)
+
+    def notes(self, frame: pd.DataFrame) -> list[str]:
+        """Lines from every `kdbench_report_notes` hook, for "When does distillation pay?"."""
+        if self.registry is None or self.reference is None:
+            return []
+        answers = self.registry.pm.hook.kdbench_report_notes(deltas=Deltas(frame, self.reference))
+        return [line for lines in reversed(answers) for line in (lines or [])]
+
+
+class Deltas:
+    """Paired Δ of test accuracy between methods, per (pair, profile, scenario): what a
+    `kdbench_report_notes` hook reads (see `kdbench.hookspecs`)."""
+
+    def __init__(self, frame: pd.DataFrame, reference: str) -> None:
+        self.frame = frame
+        self.reference = reference
+
+    def groups(self) -> list[tuple[str, str, list[str]]]:
+        """(pair, profile, its scenarios in name order) for every pair and profile."""
+        return [(pair, profile, sorted(g["scenario"].unique()))
+                for (pair, profile), g in self.frame.groupby(["pair", "profile"], sort=True)]
+
+    def delta(self, pair: str, profile: str, scenario: str, method: str,
+              baseline: str | None = None) -> "PairedDelta | None":
+        """Δ(method − baseline), the reference by default; None when either has no records."""
+        f = self.frame
+        g = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
+        return _delta(g, method, baseline or self.reference)
+
+
 def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     """Successful records as a flat frame, with the keys tables are grouped by."""
     frame = to_frame([r for r in records if r.get("status") == "ok"])
@@ -79,9 +132,9 @@ def _delta(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | Non
     return paired_delta(a.loc[seeds].tolist(), b.loc[seeds].tolist())
 
 
-def method_stats(group: pd.DataFrame) -> list[dict[str, Any]]:
+def method_stats(group: pd.DataFrame, ctx: Context) -> list[dict[str, Any]]:
     """Per-method statistics of one table (one pair, profile, scenario and budget)."""
-    order = {b: i for i, b in enumerate(BASELINES)}
+    order = {b: i for i, b in enumerate(ctx.baselines)}
     rows = []
     for method, m in group.groupby("method", sort=False):
         acc = m["metrics.test_acc"]
@@ -90,7 +143,7 @@ def method_stats(group: pd.DataFrame) -> list[dict[str, Any]]:
             "mean": float(acc.mean()),
             "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
             "n": len(acc),
-            "deltas": {b: _delta(group, method, b) for b in BASELINES},
+            "deltas": {b: _delta(group, method, b) for b in ctx.baselines},
             "params": int(m["params.student"].iloc[0]),
             "adapters": int(m["params.adapters"].iloc[0]),
             "flops": m["flops.student"].iloc[0] if "flops.student" in m else math.nan,
@@ -116,10 +169,10 @@ def _fmt_flops(v: float) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v / 1e6:.2f} M"
 
 
-def pair_table(group: pd.DataFrame) -> pd.DataFrame:
+def pair_table(group: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """The human-readable table of one group."""
     rows = []
-    for s in method_stats(group):
+    for s in method_stats(group, ctx):
         pct = s["mean"] * 100
         rows.append({
             "method": s["method"],
@@ -159,18 +212,26 @@ def _budget_words(first: pd.Series) -> str:
     return f"{first['budget.seconds']:g} wall-clock seconds per cell (teacher forwards included)"
 
 
-def _verdict(stats_rows: list[dict[str, Any]]) -> str:
-    winners = [s["method"] for s in stats_rows
-               if (d := s["deltas"]["student-only"]) is not None and d.significant and d.mean > 0]
-    losers = [s["method"] for s in stats_rows
-              if (d := s["deltas"]["student-only"]) is not None and d.significant and d.mean < 0]
+def _reference_deltas(stats_rows: list[dict[str, Any]], ctx: Context) -> list[tuple[str, PairedDelta]]:
+    """(method, Δ vs the reference baseline) for every method that has one."""
+    return [(s["method"], d) for s in stats_rows
+            if ctx.reference is not None and (d := s["deltas"][ctx.reference]) is not None]
+
+
+def _verdict(stats_rows: list[dict[str, Any]], ctx: Context) -> str:
+    ref = ctx.reference
+    if ref is None:
+        return "No baseline method is installed, so no verdict."
+    deltas = _reference_deltas(stats_rows, ctx)
+    winners = [m for m, d in deltas if d.significant and d.mean > 0]
+    losers = [m for m, d in deltas if d.significant and d.mean < 0]
     n = max((s["n"] for s in stats_rows), default=0)
     if n < 2:
-        return "One seed only: no confidence intervals, so no method is shown to beat `student-only`."
-    parts = [("Beat `student-only` with a 95% CI excluding 0: " + ", ".join(f"`{w}`" for w in winners) + ".")
-             if winners else "No method beat `student-only` with a 95% CI excluding 0."]
+        return f"One seed only: no confidence intervals, so no method is shown to beat `{ref}`."
+    parts = [(f"Beat `{ref}` with a 95% CI excluding 0: " + ", ".join(f"`{w}`" for w in winners) + ".")
+             if winners else f"No method beat `{ref}` with a 95% CI excluding 0."]
     if losers:
-        parts.append("Significantly below `student-only`: " + ", ".join(f"`{m}`" for m in losers) + ".")
+        parts.append(f"Significantly below `{ref}`: " + ", ".join(f"`{m}`" for m in losers) + ".")
     return " ".join(parts)
 
 
@@ -184,8 +245,11 @@ def render_markdown(
     plots_dir: Path | None = None,
     link_from: Path | None = None,
     command: str | None = None,
+    registry: "Registry | None" = None,
 ) -> str:
-    """Markdown report; with `plots_dir`, figures are written there and linked."""
+    """Markdown report; with `plots_dir`, figures are written there and linked.
+    Baselines and notes come from `registry` (default: the installed plugins)."""
+    ctx = Context.of(registry)
     frame = ok_frame(records)
     failed = sorted((r for r in records if r.get("status") != "ok"),
                     key=lambda r: (r["pair"], r["method"], r["seed"]))
@@ -199,9 +263,9 @@ def render_markdown(
     for key, g in groups(frame):
         pair, profile, scenario, _ = key
         first = g.iloc[0]
-        stats_rows = method_stats(g)
+        stats_rows = method_stats(g, ctx)
         heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
-        verdict = _verdict(stats_rows)
+        verdict = _verdict(stats_rows, ctx)
         summary.append(f"- **{heading}**: {verdict}")
         lines += [
             f"## {heading}",
@@ -210,15 +274,15 @@ def render_markdown(
             f"{int(first['params.teacher']):,} params, {_fmt_flops(first.get('flops.teacher'))} FLOPs/example. "
             f"Budget: {_budget_words(first)}. Dataset: {first.get('dataset', '?')}.",
             "",
-            pair_table(g).to_markdown(index=False),
+            pair_table(g, ctx).to_markdown(index=False),
             "",
             verdict,
             "",
         ]
         if plots_dir is not None:
-            lines += _figures(g, stats_rows, heading, Path(plots_dir), link_from,
+            lines += _figures(g, stats_rows, ctx, heading, Path(plots_dir), link_from,
                               _slug(pair, profile, scenario, key[3]))
-    pays = when_it_pays(frame)
+    pays = when_it_pays(frame, ctx)
     if summary:
         lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays]
     if failed:
@@ -236,70 +300,44 @@ def render_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
-def when_it_pays(frame: pd.DataFrame) -> list[str]:
-    """"When does distillation pay": per pair and method, Δ vs student-only (95% CI)
-    under each scenario. Only when the records hold more than one scenario."""
-    if frame.empty or frame["scenario"].nunique() < 2:
+def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
+    """"When does distillation pay": per pair and method, Δ vs the reference baseline
+    (95% CI) under each scenario. Only when the records hold more than one scenario."""
+    ref = ctx.reference
+    if frame.empty or frame["scenario"].nunique() < 2 or ref is None:
         return []
     scenarios = sorted(frame["scenario"].unique(), key=lambda s: (s != "full", s))
     rows = []
     for (pair, profile, budget), g in frame.groupby(["pair", "profile", "budget_key"], sort=True):
-        for method in sorted(set(g["method"]) - {"student-only"}):
+        for method in sorted(set(g["method"]) - {ref}):
             row = {"pair": pair, "profile": profile, "method": method}
             for sc in scenarios:
-                d = _delta(g[g["scenario"] == sc], method, "student-only")
+                d = _delta(g[g["scenario"] == sc], method, ref)
                 row[sc] = "—" if d is None else d.format()
             rows.append(row)
     if not rows:
         return []
     return ["## When does distillation pay?", "",
-            "Δ test accuracy vs `student-only` (points, paired by seed, 95% t-interval) under each scenario: "
+            f"Δ test accuracy vs `{ref}` (points, paired by seed, 95% t-interval) under each scenario: "
             "`labels-N` = the student sees N% of the labels, `noise-N` = N% of its labels are wrong, "
             "`weak-teacher` = an under-trained teacher.", "",
-            pd.DataFrame(rows).to_markdown(index=False), "", *regulariser_verdicts(frame)]
+            pd.DataFrame(rows).to_markdown(index=False), "", *ctx.notes(frame)]
 
 
-def regulariser_verdicts(frame: pd.DataFrame) -> list[str]:
-    """Per pair, one sentence: does `hinton`'s gain grow when labels are scarce, as Hinton
-    et al. 2015 found (soft targets as a regulariser: 44.5% → 57.0% with 3% of the data)?
-
-    Reproduced in direction when Δ(hinton − student-only) under `labels-N` is above 0
-    with a CI excluding 0 and above Δ under `full`; anything else is said as it is."""
-    out = []
-    for (pair, profile), g in frame.groupby(["pair", "profile"], sort=True):
-        full = _delta(g[g["scenario"] == "full"], "hinton", "student-only")
-        for sc in sorted(s for s in g["scenario"].unique() if s.startswith("labels-")):
-            scarce = _delta(g[g["scenario"] == sc], "hinton", "student-only")
-            if full is None or scarce is None:
-                continue
-            if scarce.mean <= full.mean:
-                verdict = "does not reproduce the direction of Hinton et al.'s regulariser result"
-            elif not scarce.significant:
-                verdict = "points the way of Hinton et al.'s regulariser result but is not significant"
-            elif scarce.mean > 0:
-                verdict = "reproduces the direction of Hinton et al.'s regulariser result"
-            else:
-                verdict = "is larger than under `full` but still negative: not Hinton et al.'s regulariser result"
-            out.append(f"- **{pair}** ({profile}): Δ(hinton − student-only) is {scarce.format()} under `{sc}` "
-                       f"against {full.format()} under `full`; the label-scarce gain {verdict}.")
-    return out + [""] if out else []
-
-
-def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], title: str, plots_dir: Path,
+def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], ctx: Context, title: str, plots_dir: Path,
              link_from: Path | None, slug: str) -> list[str]:
     from . import plots
 
     base = Path(os.path.relpath(plots_dir, link_from)) if link_from else plots_dir
     acc = plots.accuracy_vs_cost(g, title, plots_dir / f"{slug}-accuracy.png")
     delta_rows = pd.DataFrame([
-        {"method": s["method"], "delta": d.mean * 100, "low": d.low * 100, "high": d.high * 100,
-         "significant": d.significant}
-        for s in stats_rows if (d := s["deltas"]["student-only"]) is not None
+        {"method": m, "delta": d.mean * 100, "low": d.low * 100, "high": d.high * 100, "significant": d.significant}
+        for m, d in _reference_deltas(stats_rows, ctx)
     ], columns=["method", "delta", "low", "high", "significant"])
     out = [f"![accuracy per seed]({(base / acc.name).as_posix()})"]
     if not delta_rows.empty:
-        dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png")
-        out.append(f"![Δ vs student-only]({(base / dl.name).as_posix()})")
+        dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png", str(ctx.reference))
+        out.append(f"![Δ vs {ctx.reference}]({(base / dl.name).as_posix()})")
     if "curve" in g and g["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any():
         bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png")
         out.append(f"![budget curves: val accuracy vs steps and seconds]({(base / bc.name).as_posix()})")
@@ -329,8 +367,9 @@ def provenance(frame: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def render_csv(records: list[dict[str, Any]]) -> str:
+def render_csv(records: list[dict[str, Any]], registry: "Registry | None" = None) -> str:
+    ctx = Context.of(registry)
     frame = ok_frame(records)
-    rows = [pair_table(g).assign(pair=k[0], profile=k[1], scenario=k[2]) for k, g in groups(frame)] \
+    rows = [pair_table(g, ctx).assign(pair=k[0], profile=k[1], scenario=k[2]) for k, g in groups(frame)] \
         if not frame.empty else []
     return pd.concat(rows).to_csv(index=False) if rows else ""

@@ -135,8 +135,8 @@ def to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.json_normalize(records)
 
 
-def host_info(device: Any) -> dict[str, Any]:
-    """Where the numbers were measured: CPU model, GPU (if used), threads."""
+def host_info(device: Any, threads: int | None = None) -> dict[str, Any]:
+    """Where the numbers were measured: CPU model, GPU (if used), threads (default: torch's now)."""
     import torch
 
     cpu = platform.processor() or platform.machine()
@@ -148,7 +148,7 @@ def host_info(device: Any) -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "threads": torch.get_num_threads()}
+    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "threads": threads or torch.get_num_threads()}
 
 
 @lru_cache(maxsize=1)

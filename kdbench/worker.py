@@ -18,10 +18,12 @@ from tqdm.auto import tqdm
 from .accel import Accel, resolve_device
 from .api import Pair, Splits
 from .cell import Job, PreparedPair, load_splits, run_cell
+from .executors import Dispatch
 from .measure import LATENCY_SECONDS, pair_costs
 from .plan import Cell, RunConfig
 from .plugins import Registry, load_registry
 from .record import Record
+from .results import host_info
 from .scenarios import get as get_scenario
 from .teacher_cache import cacheable, teacher_logits
 from .train import predict
@@ -109,9 +111,12 @@ class CellWorker:
         return prepared.variants[fraction]
 
     def head(self, job: Job, costs: dict[str, Any]) -> Record:
-        """A cell's record before it runs: identity, provenance, the pair's costs."""
+        """A cell's record before it runs: identity, provenance (with the planned thread
+        count, which the cell replaces by what it ran with), the pair's costs."""
+        threads = Dispatch(self.config.jobs, self.config.threads).cell_threads()
         record = Record(**job.identity(self.config.profile), command=self.config.command,
                         dataset=job.prepared.pair.dataset, device=str(self.accel.device), **self.accel.describe(),
+                        threads=threads, host=host_info(self.accel.device, threads),
                         teacher_key=job.teacher.card.get("key"),
                         metrics={"teacher_test_acc": job.teacher.card["test_acc"]})
         record.set_costs(costs)

@@ -13,6 +13,7 @@ class StudentOnly(Method):
     name = "student-only"
     needs = frozenset({"logits"})
     uses_teacher = False
+    baseline = 0  # the reference of every report: what does distillation add to plain training?
 
     def loss(self, student: Outputs, teacher: Outputs | None, labels: Tensor) -> dict[str, Tensor]:
         return {"ce": F.cross_entropy(student.logits, labels)}

@@ -116,3 +116,43 @@ def test_the_whole_grid_goes_to_the_executor_at_once(registry, tmp_path, monkeyp
     assert calls == [[("mlp-hinton", "student-only"), ("resnet-cnn", "student-only")]]
     assert events == ["costs", "costs", "dispatch"]
     assert len(summary.written) == 2
+
+
+DIES = '''
+import os
+import torch.nn.functional as F
+from kdbench import Method, hookimpl
+
+
+class Dies(Method):
+    """Kills its worker process mid-cell (as the OOM killer would)."""
+    name = "dies"
+
+    def loss(self, student, teacher, labels):
+        os._exit(3)
+
+
+@hookimpl
+def kdbench_methods():
+    return [Dies]
+'''
+
+#: What a record says about how and where it ran, whatever became of the cell.
+PROVENANCE = {"pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256", "scenario", "cell_id",
+              "command", "git_sha", "versions", "created", "dataset", "device", "precision", "channels_last",
+              "threads", "host", "teacher_key", "params", "flops", "latency_ms", "latency_batch", "throughput",
+              "speedup_bs1", "speedup_bsN", "size_bytes", "metrics", "status"}
+
+
+def test_a_dead_worker_leaves_a_record_with_the_same_provenance(tmp_path, cli_run):
+    plugin = tmp_path / "dies.py"
+    plugin.write_text(DIES)
+    out = tmp_path / "out"
+    code, _, err = cli_run("run", "--plugin", str(plugin), "--methods", "student-only,dies", "--pairs", "mlp-hinton",
+                           "--profile", "smoke", "--jobs", "2", "--quiet", "--out", str(out))
+    assert code == 1 and "FAILED mlp-hinton/dies/seed0: worker process died" in err
+    records = {r["method"]: r for r in load_records([out])}
+    ok, dead = records["student-only"], records["dies"]
+    assert ok["status"] == "ok" and dead["status"] == "failed"
+    assert PROVENANCE <= set(ok) and PROVENANCE <= set(dead)
+    assert dead["params"]["student"] == ok["params"]["student"] and dead["host"]["cpu"] == ok["host"]["cpu"]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
 
 import pytest
 import torch
@@ -49,7 +49,10 @@ def test_smoke_grid_writes_one_record_per_cell(smoke_run):
 def test_records_carry_required_key(smoke_run, key):
     out, _ = smoke_run
     for record in load_records([out]):
-        assert _get(record, key) is not None or key == "git_sha"
+        if key == "git_sha":  # the commit the numbers came from; the tests run in a git checkout
+            assert re.fullmatch(r"[0-9a-f]{40}", record["git_sha"]), record["git_sha"]
+        else:
+            assert _get(record, key) is not None
 
 
 def test_record_speedup_is_teacher_over_student_latency(smoke_run):

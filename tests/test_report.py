@@ -100,3 +100,60 @@ def test_time_budget_gives_a_slower_method_fewer_steps(tmp_path, monkeypatch, re
     assert fast["train"]["steps"] == 100 and slow["train"]["steps"] == 20
     assert fast["train"]["seconds"] == pytest.approx(1.0) and slow["train"]["seconds"] == pytest.approx(1.0)
     assert slow["budget"] == {"mode": "time", "steps": None, "seconds": 1.0}
+
+
+THIRD_PARTY_BASELINE = '''
+import torch.nn.functional as F
+from kdbench import Method, hookimpl
+
+
+class LabelSmoothing(Method):
+    """Cross-entropy with label smoothing: a stronger no-teacher baseline."""
+    name = "label-smoothing"
+    uses_teacher = False
+    baseline = 2
+
+    def loss(self, student, teacher, labels):
+        return {"ce": F.cross_entropy(student.logits, labels, label_smoothing=0.1)}
+
+
+@hookimpl
+def kdbench_methods():
+    return [LabelSmoothing]
+
+
+@hookimpl
+def kdbench_report_notes(deltas):
+    return [f"- smoothing on {pair}: {deltas.delta(pair, profile, 'full', 'label-smoothing').format()}"
+            for pair, profile, _ in deltas.groups()] + [""]
+'''
+
+
+def test_a_third_party_baseline_uses_the_same_door_as_the_built_ins(tmp_path):
+    """Baselines and report notes come from plugins, not from names the report knows."""
+    from kdbench.plugins import load_registry
+
+    plugin = tmp_path / "smoothing.py"
+    plugin.write_text(THIRD_PARTY_BASELINE)
+    registry = load_registry([str(plugin)])
+    assert registry.baselines() == ("student-only", "hinton", "label-smoothing")
+    records = [{**_record(m, s, acc + s / 1000), "scenario": sc}
+               for m, acc in (("student-only", 0.80), ("hinton", 0.82), ("label-smoothing", 0.81))
+               for s in range(3) for sc in ("full", "labels-3")]
+    text = render_markdown(records, registry=registry)
+    header = next(line for line in text.splitlines() if line.startswith("| method"))
+    assert "Δ vs student-only" in header and "Δ vs hinton" in header and "Δ vs label-smoothing" in header
+    assert "- smoothing on p: +1.00 [+1.00, +1.00]" in text  # its note, in "When does distillation pay?"
+    assert "Δ(hinton − student-only) is +2.00" in text  # the built-in hinton note still there
+
+
+def test_without_baselines_the_report_gives_no_verdict():
+    from kdbench.plugins import Registry
+
+    class NoPlugins(Registry):
+        def baselines(self):
+            return ()
+
+    records = [_record("hinton", s, 0.82) for s in range(2)]
+    text = render_markdown(records, registry=NoPlugins(pm=None))
+    assert "No baseline method is installed, so no verdict." in text and "Δ vs" not in text

@@ -87,9 +87,10 @@ def test_each_scenario_is_a_cell_with_its_own_record(regimes):
     assert all(r["status"] == "ok" for r in records)
     for r in records:
         assert f"/{r['scenario']}/" in str(next(regimes.rglob(f"*{r['cell_id']}.json")))
-        # val/test are the pair's, whatever the scenario
-        assert r["scenario_info"]["train_examples"] == (2048 if r["scenario"] == "noise-40" else
-                                                        r["scenario_info"]["train_examples"])
+        info = r["scenario_info"]
+        assert (info["val_examples"], info["test_examples"]) == (256, 256)  # the pair's, whatever the scenario
+    noisy = {r["scenario_info"]["train_examples"] for r in records if r["scenario"] == "noise-40"}
+    assert noisy == {2048}  # every example, some labels wrong
     small = {r["scenario_info"]["train_examples"] for r in records if r["scenario"] == "labels-3"}
     assert len(small) == 1 and 50 < small.pop() < 80  # 3% of 2048, stratified per class
 
