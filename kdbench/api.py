@@ -66,6 +66,9 @@ class Method:
     name: ClassVar[str] = ""
     needs: ClassVar[frozenset[str] | set[str]] = frozenset({"logits"})
     defaults: ClassVar[dict[str, Any]] = {}
+    #: Where each default comes from (paper section, official repository file), shown by
+    #: `kdbench show METHOD`; a default without an entry is the plugin author's choice.
+    sources: ClassVar[dict[str, str]] = {}
     #: False for methods that never look at the teacher (the loop then skips it).
     uses_teacher: ClassVar[bool] = True
     #: A baseline's rank in reports: 0 is the reference every verdict and Δ plot is

@@ -9,6 +9,7 @@ same batches: method differences are paired comparisons.
 """
 from __future__ import annotations
 
+import inspect
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -132,11 +133,22 @@ def run_cell(job: Job, record: Record, accel: Accel, *, teacher_logits: Tensor |
     except NumericalFault as exc:
         record.fail(str(exc), failure={"step": exc.step, "term": exc.term})
     except Exception as exc:  # noqa: BLE001 - one broken cell must not stop the grid
-        record.fail(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(limit=6))
+        record.fail(f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc(),
+                    error_at=_plugin_frame(exc, job))
     finally:
         bar.close()
     record.wall_seconds = round(time.perf_counter() - started, 3)
     return record
+
+
+def _plugin_frame(exc: BaseException, job: Job) -> str | None:
+    """Where in the method's or pair's own file the failure happened (innermost frame)."""
+    files = {inspect.getsourcefile(type(obj)) for obj in (job.method, job.prepared.pair)}
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
+    if not frames:
+        return None
+    f = frames[-1]
+    return f"{f.filename}:{f.lineno}: {(f.line or '').strip()}"
 
 
 def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: Tensor | None,

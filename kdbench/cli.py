@@ -34,10 +34,14 @@ class Named(click.Choice):
         self.fail(f"unknown {self.what} {value!r}" + suggest(str(value), self.choices, "known: "), param, ctx)
 
 
-def _names(value: str | None) -> list[str] | None:
-    if not value:
+def _names(value: str | None, option: str) -> list[str] | None:
+    """A comma-separated option as names; None when it was not given (then: all of them)."""
+    if value is None:
         return None
-    return [v.strip() for v in value.split(",") if v.strip()]
+    names = [v.strip() for v in value.split(",") if v.strip()]
+    if not names:
+        raise UsageError(f"{option} {value!r} names nothing; give at least one name, or leave {option} out for all")
+    return names
 
 
 plugin_option = click.option(
@@ -64,8 +68,8 @@ def cli() -> None:
 @click.option("--pairs", help="Comma-separated teacher/student pairs (default: every pair).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Number of seeds (0..N-1) per cell.")
 @click.option("--scenario", "scenarios", multiple=True, metavar="NAME",
-              help="Regime of the student's training data: full (default), labels-N (N%% of the labels, "
-                   "class-stratified), noise-N (N%% wrong labels), weak-teacher[-N] (teacher trained for N%% "
+              help="Regime of the student's training data: full (default), labels-N (N% of the labels, "
+                   "class-stratified), noise-N (N% wrong labels), weak-teacher[-N] (teacher trained for N% "
                    "of its steps); repeatable.")
 @click.option("--profile", type=Named("profile", PROFILES), default="quick", show_default=True,
               help="Size class: smoke (tests), quick (default run), standard (leaderboard), paper (GPU+internet).")
@@ -97,38 +101,56 @@ def cli() -> None:
               help="Always run the teacher live (default: logits-only methods reuse cached teacher logits).")
 @click.option("--dry-run", is_flag=True,
               help="Print the plan (cells, budgets, teachers, what would be downloaded) and exit; no network.")
+@click.option("--wide", is_flag=True, help="Print the full results tables (every column) instead of the compact one.")
+@click.option("-v", "--verbose", is_flag=True, help="Print a failed cell's whole traceback (also with --fail-fast).")
 @plugin_option
 def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[str], sets: Sequence[str],
-        dry_run: bool, **options: Any) -> None:
+        dry_run: bool, wide: bool, verbose: bool, **options: Any) -> None:
     """Train and evaluate every (pair, method, seed) cell and write one record per cell.
 
     Every other option is a field of `kdbench.plan.RunConfig` of the same name."""
+    config = RunConfig.from_options(options, command=shlex.join(["kdbench", *sys.argv[1:]]))
+    method_names, pair_names = _names(methods, "--methods"), _names(pairs, "--pairs")
+    if config.progress:
+        click.echo("kdbench: loading plugins, models and data…", err=True)
     from .plugins import load_registry
-    from .report import render_markdown
+    from .report import render_markdown, render_terminal
     from .runner import Runner
 
-    config = RunConfig.from_options(options, command=shlex.join(["kdbench", *sys.argv[1:]]))
     registry = load_registry(config.plugins)
     for broken in registry.broken:
         click.echo(f"kdbench: warning: {broken.error}", err=True)
-    cells = plan(registry, _names(methods), _names(pairs), seeds, sets, profile=config.profile,
+    cells = plan(registry, method_names, pair_names, seeds, sets, profile=config.profile,
                  scenarios=scenarios or ("full",))
-    runner = Runner(registry, config)  # checks --device and --precision against this machine
+    runner = Runner(registry, config, notify=lambda line: click.echo(f"kdbench: {line}", err=True))
+    runner.check()  # --device, --precision, --out and the zoo, as a run would check them
     if dry_run:
         click.echo(describe_plan(registry, config, cells))
         return
-    summary = runner.run(cells)
-    click.echo(render_markdown(summary.records, title=f"kdbench run → {config.out}"))
-    _summarise(summary, config.out)
+    try:
+        summary = runner.run(cells)
+    except KeyboardInterrupt:
+        click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
+        sys.exit(130)
+    title = f"kdbench run → {config.out}"
+    click.echo(render_markdown(summary.records, title=title) if wide else render_terminal(summary.records, title))
+    _summarise(summary, config.out, verbose or config.fail_fast)
 
 
-def _summarise(summary: Any, out: Path) -> None:
-    """The run's last lines: counts, each failed cell, and exit 1 when any failed."""
+def _summarise(summary: Any, out: Path, tracebacks: bool) -> None:
+    """The run's last lines: counts, each failed cell with where it broke, and exit 1 when any failed."""
     click.echo(f"{len(summary.written)} cells run, {len(summary.reused)} reused from {out}, "
                f"{len(summary.failed)} failed.")
     for r in summary.failed:
         where = f"{r['pair']}/{r['method']}/" + (f"{r['scenario']}/" if r.get("scenario", "full") != "full" else "")
         click.echo(f"FAILED {where}seed{r['seed']}: {r.get('error')}", err=True)
+        if tracebacks and r.get("traceback"):
+            click.echo(r["traceback"].rstrip(), err=True)
+        elif r.get("error_at"):
+            click.echo(f"    at {r['error_at']}", err=True)
+    if summary.failed and not tracebacks:
+        click.echo("kdbench: -v prints whole tracebacks; each failed record keeps its own under \"traceback\"",
+                   err=True)
     if summary.not_run:
         click.echo(f"kdbench: stopped at the first failed cell (--fail-fast); {summary.not_run} cells not run",
                    err=True)
@@ -139,17 +161,22 @@ def _summarise(summary: Any, out: Path) -> None:
 @cli.command()
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--output", type=click.Path(path_type=Path), help="Write the report here (default: print it).")
-@click.option("--format", "fmt", type=click.Choice(["md", "csv"]), default="md", show_default=True)
+@click.option("--format", "fmt", type=Named("format", ["md", "csv", "json"]), default="md", show_default=True,
+              help="md: tables (compact on a terminal, full in a file); csv, json: one row per pair and method, "
+                   "every statistic a number (accuracies and Δ in points).")
+@click.option("--wide", is_flag=True, help="Print the full markdown tables (every column) to the terminal.")
 @click.option("--plots", "plots_dir", type=click.Path(path_type=Path),
               help="Also draw seaborn figures (PNG) into this folder and link them from the report.")
 @click.option("--title", default="kdbench results", show_default=True, help="The report's first heading.")
-def report(paths: Sequence[Path], output: Path | None, fmt: str, plots_dir: Path | None, title: str) -> None:
+def report(paths: Sequence[Path], output: Path | None, fmt: str, wide: bool, plots_dir: Path | None,
+           title: str) -> None:
     """Tabulate the records under PATHS (folders or files; default: results/).
 
-    The report depends on the records alone: the same records give the same bytes.
+    The report depends on the records and the installed plugins alone: the same
+    records give the same bytes.
     """
     from .fsutil import atomic_write_text
-    from .report import render_csv, render_markdown
+    from .report import render_csv, render_json, render_markdown, render_terminal
     from .results import load_records
 
     paths = list(paths) or [Path("results")]
@@ -159,8 +186,10 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str, plots_dir: Path
     records = load_records(paths)
     if not records:
         raise UsageError(f"no kdbench records under {', '.join(map(str, paths))}; run `kdbench run --out DIR` first")
-    if fmt == "csv":
-        text = render_csv(records)
+    if fmt in ("csv", "json"):
+        text = (render_csv if fmt == "csv" else render_json)(records)
+    elif not (output or wide or plots_dir):
+        text = render_terminal(records, title)
     else:
         link_from = output.parent if output else Path(".")
         text = render_markdown(records, title=title, plots_dir=plots_dir, link_from=link_from,
@@ -173,26 +202,30 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str, plots_dir: Path
 
 
 @cli.command(name="list")
-@click.argument("kind", required=False, type=click.Choice(["methods", "pairs", "datasets"]))
+@click.argument("kind", required=False, type=Named("kind", ["methods", "pairs", "datasets"]))
+@click.option("--hparams", is_flag=True, help="With each method, its hyper-parameters and their sources.")
 @plugin_option
-def list_(kind: str | None, plugins: Sequence[str]) -> None:
+def list_(kind: str | None, hparams: bool, plugins: Sequence[str]) -> None:
     """List methods, pairs and datasets with where each came from; broken plugins last."""
+    from .listing import render_list, render_method
     from .plugins import load_registry
 
     registry = load_registry(plugins)
-    for k in [kind] if kind else ["methods", "pairs", "datasets"]:
-        click.echo(f"{k}:")
-        for name, entry in sorted(getattr(registry, k).items()):
-            extra = ""
-            if k == "methods":
-                extra = f" needs={','.join(sorted(entry.obj.needs))}"
-            elif k == "pairs":
-                extra = f" dataset={entry.obj.dataset} taps={','.join(sorted(entry.obj.taps))}"
-            click.echo(f"  {name:<16} [{entry.origin}]{extra}  {entry.description}")
-    if registry.broken:
-        click.echo("broken plugins:")
-        for b in registry.broken:
-            click.echo(f"  BROKEN {b.plugin} [{b.origin}]: {b.error}")
+    click.echo(render_list(registry, [kind] if kind else ["methods", "pairs", "datasets"]))
+    if hparams:
+        for _, entry in sorted(registry.methods.items()):
+            click.echo("\n" + render_method(entry))
+
+
+@cli.command()
+@click.argument("method")
+@plugin_option
+def show(method: str, plugins: Sequence[str]) -> None:
+    """One method: what it reads, its hyper-parameters, their defaults, types and sources."""
+    from .listing import render_method
+    from .plugins import load_registry
+
+    click.echo(render_method(load_registry(plugins).method(method)))
 
 
 @cli.group()
@@ -227,12 +260,17 @@ def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, devic
     from .worker import CellWorker
 
     registry = load_registry(plugins)
-    names = _names(pairs) or sorted(registry.pairs)
+    names = _names(pairs, "--pairs") or sorted(registry.pairs)
     worker = CellWorker(RunConfig(profile=profile, data_dir=data_dir, device=device), registry)
     worker.zoo.check_writable()
     for name in names:
         pair = registry.pair(name).obj()
-        teacher = worker.teacher(pair, worker.data(pair))
+        try:
+            teacher = worker.teacher(pair, worker.data(pair))
+        except KeyboardInterrupt:
+            click.echo(f"kdbench: interrupted while training the {name} teacher; teachers already listed above are "
+                       "kept in the zoo, this one starts again from step 0 next time", err=True)
+            sys.exit(130)
         click.echo(f"{name}: {teacher.card['key']} test_acc={teacher.card['test_acc'] * 100:.2f}%")
 
 
@@ -267,11 +305,8 @@ def _main(argv: Sequence[str] | None) -> Any:
         hint = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx else ""
         click.echo(f"kdbench: error: {exc.format_message()}{hint}", err=True)
         sys.exit(EXIT_USAGE)
-    except click.exceptions.Abort:
-        click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("kdbench: interrupted", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         click.echo(f"kdbench: error: {exc.format_message()}", err=True)

@@ -1,11 +1,13 @@
 """Seaborn figures for the leaderboard, one function per figure, saved as PNG.
 
 Figures are drawn from the same per-(pair, method) statistics as the tables, so a
-plot never shows a number the table does not.
+plot never shows a number the table does not. Every figure of one report colours a
+method the same way (`method_colours`), and accuracy figures draw the teacher's.
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Iterable
 
 import matplotlib
 
@@ -27,19 +29,35 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path) -> Path:
+Colours = dict[str, Any]
+
+
+def method_colours(methods: Iterable[str]) -> Colours:
+    """One colour per method name, the same in every figure drawn with it."""
+    names = sorted(set(methods))
+    palette = sns.color_palette("tab10" if len(names) <= 10 else "tab20", n_colors=max(len(names), 1))
+    return dict(zip(names, palette))
+
+
+def _teacher_line(ax: Any, acc: float, label: str) -> None:
+    """The teacher's accuracy as a dashed reference line, labelled with its value."""
+    ax.axhline(acc, ls="--", c="grey", lw=1)
+    ax.text(0.01, acc, f" teacher {acc:.2f}%{label}", va="bottom", transform=ax.get_yaxis_transform(),
+            fontsize=8, color="grey")
+
+
+def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path, colours: Colours) -> Path:
     """Test accuracy (every seed) against student FLOPs per example, coloured by method.
 
-    The teacher is drawn as a reference point at its own FLOPs.
+    The teacher's accuracy is drawn as a reference line, with its FLOPs.
     """
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6, 4))
     data = runs.assign(acc=runs["metrics.test_acc"] * 100, flops=runs["flops.student"] / 1e6)
-    sns.stripplot(data=data, x="method", y="acc", hue="method", ax=ax, size=7, jitter=0.15, legend=False)
+    sns.stripplot(data=data, x="method", y="acc", hue="method", ax=ax, size=7, jitter=0.15, legend=False,
+                  palette=colours)
     teacher = runs.iloc[0]
-    ax.axhline(teacher["metrics.teacher_test_acc"] * 100, ls="--", c="grey", lw=1)
-    ax.text(0.01, teacher["metrics.teacher_test_acc"] * 100, f" teacher ({teacher['flops.teacher'] / 1e6:.1f} MFLOPs)",
-            va="bottom", transform=ax.get_yaxis_transform(), fontsize=8, color="grey")
+    _teacher_line(ax, teacher["metrics.teacher_test_acc"] * 100, f" ({teacher['flops.teacher'] / 1e6:.1f} MFLOPs)")
     ax.set_xlabel(f"method (student: {teacher['flops.student'] / 1e6:.2f} MFLOPs, "
                   f"{int(teacher['params.student']):,} params)")
     ax.set_ylabel("test accuracy, % (one point per seed)")
@@ -48,17 +66,18 @@ def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def deltas(table: pd.DataFrame, title: str, path: Path, reference: str) -> Path:
-    """Paired Δ vs the `reference` baseline per method, with 95% t-interval bars."""
+def deltas(table: pd.DataFrame, title: str, path: Path, reference: str, colours: Colours) -> Path:
+    """Paired Δ vs the `reference` baseline per method, with 95% t-interval bars; a filled
+    marker when the interval excludes 0, a hollow one when it does not."""
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6, 3.2))
     rows = table.dropna(subset=["delta"]).reset_index(drop=True)
     for i, r in rows.iterrows():
-        color = "tab:green" if r["significant"] else "tab:grey"
+        color = colours.get(r["method"], "tab:grey")
         if not (pd.isna(r["low"]) or pd.isna(r["high"])):
             ax.errorbar(r["delta"], i, xerr=[[r["delta"] - r["low"]], [r["high"] - r["delta"]]],
                         fmt="none", ecolor=color, capsize=4)
-        ax.scatter(r["delta"], i, color=color, zorder=3)
+        ax.scatter(r["delta"], i, color=color if r["significant"] else "white", edgecolors=color, zorder=3)
     y = range(len(rows))
     ax.axvline(0, c="black", lw=1)
     ax.set_yticks(list(y), rows["method"])
@@ -80,7 +99,7 @@ def curve_points(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "seed", "point", "step", "seconds", "val_acc"])
 
 
-def budget_curves(runs: pd.DataFrame, title: str, path: Path) -> Path:
+def budget_curves(runs: pd.DataFrame, title: str, path: Path, colours: Colours) -> Path:
     """Validation accuracy against optimizer steps and against training seconds, per method.
 
     Each line is the mean over seeds at each of the budget's evenly spaced points (the
@@ -90,10 +109,10 @@ def budget_curves(runs: pd.DataFrame, title: str, path: Path) -> Path:
     points = curve_points(runs)
     mean = points.groupby(["method", "point"], sort=True)[["step", "seconds", "val_acc"]].mean().reset_index()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), sharey=True)
-    palette = sns.color_palette(n_colors=max(mean["method"].nunique(), 1))
-    for color, (method, m) in zip(palette, mean.groupby("method", sort=True)):
+    for method, m in mean.groupby("method", sort=True):
         for ax, x in zip(axes, ("step", "seconds")):
-            ax.plot(m[x], m["val_acc"], marker="o", ms=3, color=color, label=method)
+            ax.plot(m[x], m["val_acc"], marker="o", ms=3, color=colours.get(method), label=method)
+    _teacher_line(axes[0], runs.iloc[0]["metrics.teacher_test_acc"] * 100, " (test)")
     axes[0].set_xlabel("optimizer steps")
     axes[1].set_xlabel("training seconds (evaluation excluded)")
     axes[0].set_ylabel("validation accuracy, % (mean over seeds)")

@@ -68,6 +68,7 @@ class Record:
     wall_seconds: float | None = None
     error: str | None = None
     traceback: str | None = None
+    error_at: str | None = None  # "path:line: code" of the innermost frame in the plugin's own files
     failure: dict[str, Any] | None = None
 
     @property

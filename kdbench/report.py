@@ -10,51 +10,21 @@ the same records always render the same bytes.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
-from dataclasses import dataclass
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from .results import to_frame
+from .stats import GROUP_KEYS, Deltas, PairedDelta, delta_between, method_stats, ok_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Registry
 
-GROUP_KEYS = ["pair", "profile", "scenario", "budget_key"]
-
-
-@dataclass(frozen=True)
-class PairedDelta:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    @property
-    def significant(self) -> bool:
-        return self.n >= 2 and (self.low > 0 or self.high < 0)
-
-    def format(self, scale: float = 100.0) -> str:
-        if self.n < 2:
-            return f"{self.mean * scale:+.2f} (n=1)"
-        mark = "" if self.significant else " ns"
-        return f"{self.mean * scale:+.2f} [{self.low * scale:+.2f}, {self.high * scale:+.2f}]{mark}"
-
-
-def paired_delta(values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> PairedDelta:
-    """Mean of `values - baseline` (paired by position) with a t-interval."""
-    d = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
-    n = len(d)
-    mean = float(d.mean())
-    if n < 2:
-        return PairedDelta(mean, math.nan, math.nan, n)
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
-    return PairedDelta(mean, mean - half, mean + half, n)
 
 
 @dataclass(frozen=True)
@@ -63,6 +33,7 @@ class Context:
 
     baselines: tuple[str, ...] = ()
     registry: "Registry | None" = None
+    colours: dict[str, Any] = field(default_factory=dict)  # method → colour in every figure
 
     @property
     def reference(self) -> str | None:
@@ -85,86 +56,6 @@ class Context:
         return [line for lines in reversed(answers) for line in (lines or [])]
 
 
-class Deltas:
-    """Paired Δ of test accuracy between methods, per (pair, profile, scenario): what a
-    `kdbench_report_notes` hook reads (see `kdbench.hookspecs`)."""
-
-    def __init__(self, frame: pd.DataFrame, reference: str) -> None:
-        self.frame = frame
-        self.reference = reference
-
-    def groups(self) -> list[tuple[str, str, list[str]]]:
-        """(pair, profile, its scenarios in name order) for every pair and profile."""
-        return [(pair, profile, sorted(g["scenario"].unique()))
-                for (pair, profile), g in self.frame.groupby(["pair", "profile"], sort=True)]
-
-    def delta(self, pair: str, profile: str, scenario: str, method: str,
-              baseline: str | None = None) -> "PairedDelta | None":
-        """Δ(method − baseline), the reference by default; None when either has no records."""
-        f = self.frame
-        g = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
-        return _delta(g, method, baseline or self.reference)
-
-
-def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Successful records as a flat frame, with the keys tables are grouped by."""
-    frame = to_frame([r for r in records if r.get("status") == "ok"])
-    if frame.empty:
-        return frame
-    if "scenario" not in frame:
-        frame["scenario"] = "full"
-    frame["scenario"] = frame["scenario"].fillna("full")
-    frame["budget_key"] = [
-        f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
-        for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
-    ]
-    return frame.sort_values(["pair", "method", "seed"], kind="stable").reset_index(drop=True)
-
-
-def _delta(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | None:
-    if method == baseline:
-        return None
-    a = group[group["method"] == method].set_index("seed")["metrics.test_acc"]
-    b = group[group["method"] == baseline].set_index("seed")["metrics.test_acc"]
-    seeds = sorted(set(a.index) & set(b.index))
-    if not seeds:
-        return None
-    return paired_delta(a.loc[seeds].tolist(), b.loc[seeds].tolist())
-
-
-def method_stats(group: pd.DataFrame, ctx: Context) -> list[dict[str, Any]]:
-    """Per-method statistics of one table (one pair, profile, scenario and budget)."""
-    order = {b: i for i, b in enumerate(ctx.baselines)}
-    rows = []
-    for method, m in group.groupby("method", sort=False):
-        acc = m["metrics.test_acc"]
-        rows.append({
-            "method": method,
-            "mean": float(acc.mean()),
-            "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
-            "n": len(acc),
-            "deltas": {b: _delta(group, method, b) for b in ctx.baselines},
-            "params": int(m["params.student"].iloc[0]),
-            "adapters": int(m["params.adapters"].iloc[0]),
-            "flops": m["flops.student"].iloc[0] if "flops.student" in m else math.nan,
-            "speedup_bs1": float(m["speedup_bs1"].mean()),
-            "speedup_bsN": float(m["speedup_bsN"].mean()) if "speedup_bsN" in m else math.nan,
-            "train_s": float(m["train.seconds"].mean()),
-            "agreement": _mean(m, "metrics.agreement"),
-            "kl": _mean(m, "metrics.kl_teacher_student"),
-            "int8_acc": _mean(m, "quantized.test_acc"),
-            "int8_ms": _mean(m, "quantized.latency_ms_bs1"),
-            "int8_bytes": _mean(m, "quantized.size_bytes"),
-            "float_bytes": _mean(m, "size_bytes.student"),
-            "steps": float(m["train.steps"].mean()),
-        })
-    return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"]))
-
-
-def _mean(m: pd.DataFrame, column: str) -> float:
-    return float(pd.to_numeric(m[column], errors="coerce").mean()) if column in m else math.nan
-
-
 def _fmt_flops(v: float) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v / 1e6:.2f} M"
 
@@ -172,7 +63,7 @@ def _fmt_flops(v: float) -> str:
 def pair_table(group: pd.DataFrame, ctx: Context) -> pd.DataFrame:
     """The human-readable table of one group."""
     rows = []
-    for s in method_stats(group, ctx):
+    for s in method_stats(group, ctx.baselines):
         pct = s["mean"] * 100
         rows.append({
             "method": s["method"],
@@ -228,8 +119,11 @@ def _verdict(stats_rows: list[dict[str, Any]], ctx: Context) -> str:
     n = max((s["n"] for s in stats_rows), default=0)
     if n < 2:
         return f"One seed only: no confidence intervals, so no method is shown to beat `{ref}`."
-    parts = [(f"Beat `{ref}` with a 95% CI excluding 0: " + ", ".join(f"`{w}`" for w in winners) + ".")
-             if winners else f"No method beat `{ref}` with a 95% CI excluding 0."]
+    seeds = sorted({d.n for _, d in deltas}) or [n]
+    over = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]}–{seeds[-1]}"
+    parts = [f"Paired over {over} seeds:",
+             (f"beat `{ref}` with a 95% CI excluding 0: " + ", ".join(f"`{w}`" for w in winners) + ".")
+             if winners else f"no method beat `{ref}` with a 95% CI excluding 0."]
     if losers:
         parts.append(f"Significantly below `{ref}`: " + ", ".join(f"`{m}`" for m in losers) + ".")
     return " ".join(parts)
@@ -251,6 +145,10 @@ def render_markdown(
     Baselines and notes come from `registry` (default: the installed plugins)."""
     ctx = Context.of(registry)
     frame = ok_frame(records)
+    if plots_dir is not None and not frame.empty:
+        from . import plots
+
+        ctx = dataclasses.replace(ctx, colours=plots.method_colours(frame["method"]))
     failed = sorted((r for r in records if r.get("status") != "ok"),
                     key=lambda r: (r["pair"], r["method"], r["seed"]))
     lines = [f"# {title}", ""]
@@ -263,7 +161,7 @@ def render_markdown(
     for key, g in groups(frame):
         pair, profile, scenario, _ = key
         first = g.iloc[0]
-        stats_rows = method_stats(g, ctx)
+        stats_rows = method_stats(g, ctx.baselines)
         heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
         verdict = _verdict(stats_rows, ctx)
         summary.append(f"- **{heading}**: {verdict}")
@@ -312,7 +210,7 @@ def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
         for method in sorted(set(g["method"]) - {ref}):
             row = {"pair": pair, "profile": profile, "method": method}
             for sc in scenarios:
-                d = _delta(g[g["scenario"] == sc], method, ref)
+                d = delta_between(g[g["scenario"] == sc], method, ref)
                 row[sc] = "—" if d is None else d.format()
             rows.append(row)
     if not rows:
@@ -329,17 +227,17 @@ def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], ctx: Context, ti
     from . import plots
 
     base = Path(os.path.relpath(plots_dir, link_from)) if link_from else plots_dir
-    acc = plots.accuracy_vs_cost(g, title, plots_dir / f"{slug}-accuracy.png")
+    acc = plots.accuracy_vs_cost(g, title, plots_dir / f"{slug}-accuracy.png", ctx.colours)
     delta_rows = pd.DataFrame([
         {"method": m, "delta": d.mean * 100, "low": d.low * 100, "high": d.high * 100, "significant": d.significant}
         for m, d in _reference_deltas(stats_rows, ctx)
     ], columns=["method", "delta", "low", "high", "significant"])
     out = [f"![accuracy per seed]({(base / acc.name).as_posix()})"]
     if not delta_rows.empty:
-        dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png", str(ctx.reference))
+        dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png", str(ctx.reference), ctx.colours)
         out.append(f"![Δ vs {ctx.reference}]({(base / dl.name).as_posix()})")
     if "curve" in g and g["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any():
-        bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png")
+        bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png", ctx.colours)
         out.append(f"![budget curves: val accuracy vs steps and seconds]({(base / bc.name).as_posix()})")
     return [" ".join(out), ""]
 
@@ -367,9 +265,72 @@ def provenance(frame: pd.DataFrame) -> list[str]:
     return lines + [""]
 
 
-def render_csv(records: list[dict[str, Any]], registry: "Registry | None" = None) -> str:
+def summary(records: list[dict[str, Any]], registry: "Registry | None" = None) -> pd.DataFrame:
+    """One row per (pair, profile, scenario, budget, method), every statistic a number.
+
+    Accuracies and Δ are in percentage points; `delta`, `ci_low`, `ci_high` and
+    `significant` compare with the reference baseline, `*_vs_NAME` with the others; `n`
+    is the number of seeds behind the row."""
     ctx = Context.of(registry)
     frame = ok_frame(records)
-    rows = [pair_table(g, ctx).assign(pair=k[0], profile=k[1], scenario=k[2]) for k, g in groups(frame)] \
-        if not frame.empty else []
-    return pd.concat(rows).to_csv(index=False) if rows else ""
+    rows = []
+    for (pair, profile, scenario, budget), g in groups(frame):
+        first = g.iloc[0]
+        for s in method_stats(g, ctx.baselines):
+            row = {"pair": pair, "profile": profile, "scenario": scenario, "budget": budget, "method": s["method"],
+                   "n": s["n"], "mean": s["mean"] * 100, "sd": s["std"] * 100,
+                   "teacher_acc": float(first["metrics.teacher_test_acc"]) * 100}
+            for b, d in s["deltas"].items():
+                tag = "" if b == ctx.reference else f"_vs_{b}"
+                row.update({f"delta{tag}": d.mean * 100 if d else math.nan,
+                            f"ci_low{tag}": d.low * 100 if d else math.nan,
+                            f"ci_high{tag}": d.high * 100 if d else math.nan,
+                            f"significant{tag}": d.significant if d else False})
+            row.update({"student_params": s["params"], "adapters": s["adapters"], "flops": s["flops"],
+                        "speedup_bs1": s["speedup_bs1"], "speedup_bsN": s["speedup_bsN"], "steps": s["steps"],
+                        "train_s": s["train_s"], "agreement": s["agreement"] * 100, "int8_acc": s["int8_acc"] * 100})
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def render_csv(records: list[dict[str, Any]], registry: "Registry | None" = None) -> str:
+    return summary(records, registry).to_csv(index=False)
+
+
+def render_json(records: list[dict[str, Any]], registry: "Registry | None" = None) -> str:
+    return summary(records, registry).to_json(orient="records", indent=1) + "\n"
+
+
+def render_terminal(records: list[dict[str, Any]], title: str, registry: "Registry | None" = None) -> str:
+    """The results as a terminal shows them: per table, the teacher above a compact
+    table (method, accuracy, Δ vs the reference with its interval, size, speed, time)
+    and the verdict with its number of seeds. Fits 100 columns; `--wide` gives the rest."""
+    from tabulate import tabulate
+
+    ctx = Context.of(registry)
+    frame = ok_frame(records)
+    lines = [title, ""]
+    for (pair, profile, scenario, _), g in groups(frame):
+        first = g.iloc[0]
+        stats_rows = method_stats(g, ctx.baselines)
+        rows = [[s["method"], f"{s['mean'] * 100:.2f} ± {s['std'] * 100:.2f}" if s["n"] > 1 else f"{s['mean'] * 100:.2f}",
+                 _short_delta(s["deltas"].get(ctx.reference) if ctx.reference else None), f"{s['params']:,}",
+                 f"{s['speedup_bs1']:.1f}×/{s['speedup_bsN']:.1f}×", f"{s['train_s']:.1f}"] for s in stats_rows]
+        ref = ctx.reference or "baseline"
+        lines += [f"{pair} — {profile}" + ("" if scenario == "full" else f", {scenario}")
+                  + f": teacher {first['metrics.teacher_test_acc'] * 100:.2f}%, {int(first['params.teacher']):,} params",
+                  tabulate(rows, headers=["method", "acc %", f"Δ vs {ref} [95% CI]", "params", "speedup",
+                                          "train s"], tablefmt="simple", disable_numparse=True),
+                  textwrap.fill(_verdict(stats_rows, ctx), 100), ""]
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed:
+        lines.append(f"{len(failed)} failed cells (see below).")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _short_delta(d: PairedDelta | None) -> str:
+    if d is None:
+        return "—"
+    if d.n < 2 or d.zero_spread:
+        return d.format().replace("same on all", "same on").replace(": no interval", "")
+    return f"{d.mean * 100:+.2f} [{d.low * 100:+.2f}, {d.high * 100:+.2f}]" + ("" if d.significant else " ns")

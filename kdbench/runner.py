@@ -9,7 +9,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from tqdm.auto import tqdm
 
@@ -41,22 +41,27 @@ class Summary:
 class Runner:
     """Runs a grid: each pair prepared once (data, teacher, costs), then every cell."""
 
-    def __init__(self, registry: Registry, config: RunConfig) -> None:
+    def __init__(self, registry: Registry, config: RunConfig, notify: Callable[[str], None] | None = None) -> None:
         self.registry = registry
         self.config = config
         self.worker = CellWorker(config, registry)
+        self.notify = notify or (lambda line: None)  # one-line messages for the user (the CLI prints them)
 
     @property
     def zoo(self) -> Zoo:
         return self.worker.zoo
 
-    def prepare(self) -> None:
-        """Checks that need no training (they write nothing), then remove the temporary
-        files that a killed run left in --out and the zoo."""
+    def check(self) -> None:
+        """What a run checks before it writes anything: --out and the zoo writable
+        (--device and --precision were checked when the worker was built)."""
         problem = writable_dir_problem(Path(self.config.out))
         if problem:
             raise UsageError(f"--out {self.config.out} is not usable: {problem}")
         self.zoo.check_writable()
+
+    def prepare(self) -> None:
+        """The checks, then remove the temporary files that a killed run left in --out and the zoo."""
+        self.check()
         for root in (Path(self.config.out), self.zoo.root):
             clean_stale_tmp(root)
 
@@ -67,9 +72,14 @@ class Runner:
         self.prepare()
         summary = Summary()
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
+        grid.refresh()  # shown from the first second, while pairs are prepared
         try:
             tasks = [task for name, pair_cells in by_pair(cells).items()
                      for task in self.pair_tasks(name, pair_cells, summary, grid)]
+            grid.set_description_str("grid")
+            if summary.reused:
+                self.notify(f"{len(summary.reused)} of {len(cells)} cells already have a record in "
+                            f"{self.config.out}; {len(tasks)} new cells to run")
             if tasks:
                 dispatch = Dispatch(self.config.jobs, self.config.threads, self.config.ray_address)
                 self._collect(EXECUTORS[self.config.executor](self.worker, tasks, dispatch), summary, grid,
@@ -95,6 +105,7 @@ class Runner:
         complete record go to `summary.reused`. Loads (or trains) what the cells share —
         data, teachers, cached logits — before any worker is forked."""
         todo = []
+        grid.set_description_str(f"preparing {name}: data and teachers")
         for cell in cells:
             job = self.worker.job(cell)
             existing = _complete(record_path(self.config.out, job.identity(self.config.profile)))
@@ -105,7 +116,9 @@ class Runner:
                 todo.append(job)
         if not todo:
             return []
+        grid.set_description_str(f"preparing {name}: measuring costs")
         costs = self.worker.costs(self.worker.pair(name))
+        grid.set_description_str(f"preparing {name}: teacher outputs")
         for job in todo:  # before any fork, so workers inherit the caches
             self.worker.warm(job)
         return [Task(job.cell, self.worker.head(job, costs)) for job in todo]

@@ -37,6 +37,12 @@ class DistilBERT(Method):
     name = "distilbert"
     needs = frozenset({"logits", "hidden_states"})
     defaults = {"temperature": 2.0, "alpha_ce": 5.0, "alpha_task": 2.0, "alpha_cos": 1.0}
+    sources = {
+        "temperature": "Hugging Face examples/research_projects/distillation/train.py, --temperature default 2.0",
+        "alpha_ce": "the same recipe's README command, --alpha_ce 5.0",
+        "alpha_task": "the recipe's --alpha_mlm 2.0, given to the labels' cross-entropy that replaces the MLM term",
+        "alpha_cos": "the recipe's README command, --alpha_cos 1.0",
+    }
 
     def __init__(self, **overrides: object) -> None:
         super().__init__(**overrides)

@@ -58,6 +58,12 @@ class FitNet(Method):
     name = "fitnet"
     needs = frozenset({"logits", "features"})
     defaults = {"student_stage": -3, "teacher_stage": -3, "weight": 1.0, "ce_weight": 1.0}
+    sources = {
+        "student_stage": "Romero et al. 2015: the middle (guided) layer of the student",
+        "teacher_stage": "Romero et al. 2015: the middle (hint) layer of the teacher",
+        "weight": "OFA-KD's own FitNet baseline uses weight 1 (RepDistiller and mdistiller use 100)",
+        "ce_weight": "kdbench's choice: the hard-label cross-entropy at weight 1",
+    }
 
     def adapters(self, student: Outputs, teacher: Outputs) -> nn.Module:
         s = _stage(student, self.hp.student_stage, "student")

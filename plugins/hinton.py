@@ -20,6 +20,12 @@ class Hinton(Method):
     name = "hinton"
     needs = frozenset({"logits"})
     defaults = {"temperature": 4.0, "alpha": 0.5}
+    sources = {
+        "temperature": "Hinton et al. 2015 (with 30 units per layer, T in 2.5-4 worked best); RepDistiller "
+                       "and mdistiller use T = 4 on CIFAR-100",
+        "alpha": "kdbench's choice, equal weights; RepDistiller and mdistiller weight CE 0.1 / KD 0.9, and "
+                 "Hinton et al. advise a much smaller weight on the hard targets",
+    }
     baseline = 1  # the classic every newer method is read against
 
     def loss(self, student: Outputs, teacher: Outputs, labels: Tensor) -> dict[str, Tensor]:

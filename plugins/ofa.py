@@ -80,6 +80,15 @@ class OFA(Method):
     needs = frozenset({"logits", "features"})
     defaults = {"eps": 1.5, "temperature": 1.0, "stages": (-4, -3, -2, -1), "ce_weight": 1.0,
                 "kd_weight": 1.0, "branch_weight": 1.0, "width": 0}
+    sources = {
+        "eps": "Hao840/OFAKD README's ImageNet example (1.5); its train.py and CIFAR-100 example use 1.0",
+        "temperature": "kdbench's choice, not tuned",
+        "stages": "Hao et al. 2023: branches on stages 1-4 (here the four deepest maps)",
+        "ce_weight": "kdbench's choice, not tuned (OFA-KD adds label smoothing 0.1 to this term)",
+        "kd_weight": "kdbench's choice, not tuned",
+        "branch_weight": "kdbench's choice, not tuned",
+        "width": "0 = the larger of the student's and teacher's last widths, as in Hao et al. 2023",
+    }
 
     def adapters(self, student: Outputs, teacher: Outputs) -> nn.Module:
         feats = student.features or []

@@ -1,0 +1,142 @@
+"""Statistics over records: per-method means and paired differences with t-intervals.
+
+Seeds pair cells: at one seed every method on a pair starts from the same student and
+sees the same batches, so Δ(method − baseline) is taken seed by seed and its 95%
+t-interval says whether it is distinguishable from 0. Seeds that all give the same
+difference leave no spread to build an interval from; such a Δ is shown as such and
+never counts as significant.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .results import to_frame
+
+GROUP_KEYS = ["pair", "profile", "scenario", "budget_key"]
+#: Interval widths (in accuracy, 0–1) at or below this are no interval at all.
+ZERO_SPREAD = 1e-9
+
+
+@dataclass(frozen=True)
+class PairedDelta:
+    """Mean paired difference over `n` seeds with its 95% t-interval [low, high]."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    @property
+    def zero_spread(self) -> bool:
+        """Every seed gave the same difference: the t-interval has no width and means nothing."""
+        return self.n >= 2 and self.high - self.low <= ZERO_SPREAD
+
+    @property
+    def significant(self) -> bool:
+        return self.n >= 2 and not self.zero_spread and (self.low > 0 or self.high < 0)
+
+    def format(self, scale: float = 100.0) -> str:
+        if self.n < 2:
+            return f"{self.mean * scale:+.2f} (n=1)"
+        if self.zero_spread:
+            return f"{self.mean * scale:+.2f} (same on all {self.n} seeds: no interval)"
+        mark = "" if self.significant else " ns"
+        return f"{self.mean * scale:+.2f} [{self.low * scale:+.2f}, {self.high * scale:+.2f}]{mark}"
+
+
+def paired_delta(values: Sequence[float], baseline: Sequence[float], confidence: float = 0.95) -> PairedDelta:
+    """Mean of `values - baseline` (paired by position) with a t-interval."""
+    d = np.asarray(values, dtype=float) - np.asarray(baseline, dtype=float)
+    n = len(d)
+    mean = float(d.mean())
+    if n < 2:
+        return PairedDelta(mean, math.nan, math.nan, n)
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1) * d.std(ddof=1) / math.sqrt(n))
+    return PairedDelta(mean, mean - half, mean + half, n)
+
+
+def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    """Successful records as a flat frame, with the keys tables are grouped by."""
+    frame = to_frame([r for r in records if r.get("status") == "ok"])
+    if frame.empty:
+        return frame
+    if "scenario" not in frame:
+        frame["scenario"] = "full"
+    frame["scenario"] = frame["scenario"].fillna("full")
+    frame["budget_key"] = [
+        f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
+        for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
+    ]
+    return frame.sort_values(["pair", "method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def delta_between(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | None:
+    """Δ(method − baseline) over the seeds both have in `group`; None when either has none."""
+    if method == baseline:
+        return None
+    a = group[group["method"] == method].set_index("seed")["metrics.test_acc"]
+    b = group[group["method"] == baseline].set_index("seed")["metrics.test_acc"]
+    seeds = sorted(set(a.index) & set(b.index))
+    if not seeds:
+        return None
+    return paired_delta(a.loc[seeds].tolist(), b.loc[seeds].tolist())
+
+
+def method_stats(group: pd.DataFrame, baselines: Sequence[str]) -> list[dict[str, Any]]:
+    """Per-method statistics of one table (one pair, profile, scenario and budget), baselines first."""
+    order = {b: i for i, b in enumerate(baselines)}
+    rows = []
+    for method, m in group.groupby("method", sort=False):
+        acc = m["metrics.test_acc"]
+        rows.append({
+            "method": method,
+            "mean": float(acc.mean()),
+            "std": float(acc.std(ddof=1)) if len(acc) > 1 else math.nan,
+            "n": len(acc),
+            "deltas": {b: delta_between(group, method, b) for b in baselines},
+            "params": int(m["params.student"].iloc[0]),
+            "adapters": int(m["params.adapters"].iloc[0]),
+            "flops": m["flops.student"].iloc[0] if "flops.student" in m else math.nan,
+            "speedup_bs1": float(m["speedup_bs1"].mean()),
+            "speedup_bsN": float(m["speedup_bsN"].mean()) if "speedup_bsN" in m else math.nan,
+            "train_s": float(m["train.seconds"].mean()),
+            "agreement": _mean(m, "metrics.agreement"),
+            "kl": _mean(m, "metrics.kl_teacher_student"),
+            "int8_acc": _mean(m, "quantized.test_acc"),
+            "int8_ms": _mean(m, "quantized.latency_ms_bs1"),
+            "int8_bytes": _mean(m, "quantized.size_bytes"),
+            "float_bytes": _mean(m, "size_bytes.student"),
+            "steps": float(m["train.steps"].mean()),
+        })
+    return sorted(rows, key=lambda r: (order.get(r["method"], len(order)), r["method"]))
+
+
+def _mean(m: pd.DataFrame, column: str) -> float:
+    return float(pd.to_numeric(m[column], errors="coerce").mean()) if column in m else math.nan
+
+
+class Deltas:
+    """Paired Δ of test accuracy between methods, per (pair, profile, scenario): what a
+    `kdbench_report_notes` hook reads (see `kdbench.hookspecs`)."""
+
+    def __init__(self, frame: pd.DataFrame, reference: str) -> None:
+        self.frame = frame
+        self.reference = reference
+
+    def groups(self) -> list[tuple[str, str, list[str]]]:
+        """(pair, profile, its scenarios in name order) for every pair and profile."""
+        return [(pair, profile, sorted(g["scenario"].unique()))
+                for (pair, profile), g in self.frame.groupby(["pair", "profile"], sort=True)]
+
+    def delta(self, pair: str, profile: str, scenario: str, method: str,
+              baseline: str | None = None) -> "PairedDelta | None":
+        """Δ(method − baseline), the reference by default; None when either has no records."""
+        f = self.frame
+        g = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
+        return delta_between(g, method, baseline or self.reference)
