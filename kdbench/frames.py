@@ -2,8 +2,7 @@
 
     import kdbench
 
-    records = kdbench.run(methods=["student-only", "hinton"], pairs=["mlp-hinton"],
-                          profile="smoke", seeds=2, out="runs/nb")
+    records = kdbench.run(pairs=["mlp-hinton"], profile="smoke", seeds=2, out="runs/nb")
     table = kdbench.summary(records)        # what `kdbench report --format csv` prints
     again = kdbench.load("runs/nb")         # the same records, read back from disk
 

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from kdbench.report import paired_delta, render_markdown
+from kdbench.report import render_markdown
+from kdbench.stats import paired_delta
 
 
 def _record(method: str, seed: int, acc: float, pair: str = "p") -> dict:
@@ -42,10 +43,10 @@ def test_one_seed_has_no_interval():
 
 def test_report_says_which_methods_beat_student_only():
     records = [_record("student-only", s, 0.80 + s / 1000) for s in range(3)]
-    records += [_record("hinton", s, 0.82 + s / 1000) for s in range(3)]
+    records += [_record("hinton", s, 0.82 + s / 1000 + (0.001, -0.001, 0.0)[s]) for s in range(3)]
     text = render_markdown(records)
-    assert "Beat `student-only` with a 95% CI excluding 0: `hinton`." in text
-    assert "+2.00 [+2.00, +2.00]" in text
+    assert "Paired over 3 seeds: beat `student-only` with a 95% CI excluding 0: `hinton`." in text
+    assert "+2.00 [-0.48, +4.48]" not in text and "+2.00 [+" in text
 
 
 def test_same_records_render_the_same_bytes(tmp_path):
@@ -62,7 +63,8 @@ def test_plot_titles_name_the_scenario(tmp_path, monkeypatch):
 
     titles = []
     real = plots.accuracy_vs_cost
-    monkeypatch.setattr(plots, "accuracy_vs_cost", lambda runs, title, path: titles.append(title) or real(runs, title, path))
+    monkeypatch.setattr(plots, "accuracy_vs_cost",
+                        lambda runs, title, path, colours: titles.append(title) or real(runs, title, path, colours))
     records = [{**_record(m, s, 0.8 + 0.01 * s), "scenario": sc}
                for m in ("student-only", "hinton") for s in range(2) for sc in ("full", "labels-3")]
     render_markdown(records, plots_dir=tmp_path / "plots", link_from=tmp_path)
@@ -143,7 +145,7 @@ def test_a_third_party_baseline_uses_the_same_door_as_the_built_ins(tmp_path):
     text = render_markdown(records, registry=registry)
     header = next(line for line in text.splitlines() if line.startswith("| method"))
     assert "Δ vs student-only" in header and "Δ vs hinton" in header and "Δ vs label-smoothing" in header
-    assert "- smoothing on p: +1.00 [+1.00, +1.00]" in text  # its note, in "When does distillation pay?"
+    assert "- smoothing on p: +1.00 (same on all 3 seeds: no interval)" in text  # its note, in "When does distillation pay?"
     assert "Δ(hinton − student-only) is +2.00" in text  # the built-in hinton note still there
 
 
