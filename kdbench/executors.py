@@ -8,9 +8,10 @@ resume and atomic writes work the same whatever runs the cells.
 * `local`, jobs = 1: cells run one after another in this process.
 * `local`, jobs = N: N forked workers inherit the prepared work (no reload), each with
   cores / N intra-op threads; a worker that dies fails its cell, never the grid.
-* `ray`: each cell is a Ray task running `work.portable()`, a copy that carries the
-  run's settings but no prepared state and reloads data and teacher from the zoo folder
-  (which must be shared with the workers).
+* `ray`: `--jobs` Ray actors, each holding `work.portable()` — the run's settings and
+  the prepared teachers (shipped once through Ray's object store, so no shared filesystem
+  is needed for them); an actor loads a pair's data once and runs every cell it is
+  handed. A cell whose actor dies is retried once on a fresh actor.
 
 A cell's numbers depend on its intra-op thread count (it changes floating-point reduction
 order), so `--threads` fixes it for every executor: runs with different `--jobs` and the
@@ -21,6 +22,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import socket
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
@@ -117,32 +120,85 @@ def run_forked(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator
             p.join(timeout=5)
 
 
-def _ray_cell(work: Work, task: Any, threads: int) -> Record:
-    _set_threads(threads)
-    return work(task)
+class _CellActor:
+    """A Ray actor: one concurrent slot, holding its own copy of the work, so each pair is
+    prepared (data loaded, teacher received) once per actor, not once per cell."""
+
+    def __init__(self, work: Work, threads: int) -> None:
+        _set_threads(threads)
+        self.work = work
+
+    def run(self, task: Any) -> Record:
+        return self.work(task)
 
 
-def run_ray(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
-    """Each cell a Ray task; records come back to the driver as they finish."""
+def check_ray_address(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, with one line, when nothing listens at a `host:port` address
+    (Ray itself retries an unreachable cluster for minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit():
+        return  # "auto", "local" and other forms are Ray's to resolve
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"--ray-address {address}: nothing answers at {host or '127.0.0.1'}:{port} ({exc.strerror or exc}); "
+                         "start the cluster (`ray start --head`) or give its address") from None
+
+
+def _start_ray(dispatch: Dispatch) -> Any:
     try:
         import ray
     except ImportError:
         raise UsageError("--executor ray needs Ray: pip install 'kdbench[ray]'") from None
     if not ray.is_initialized():
-        kwargs: dict[str, Any] = {"address": dispatch.ray_address} if dispatch.ray_address else {
-            "num_cpus": os.cpu_count(), "include_dashboard": False}
-        ray.init(ignore_reinit_error=True, log_to_driver=False, **kwargs)
+        if dispatch.ray_address:
+            check_ray_address(dispatch.ray_address)
+            ray.init(address=dispatch.ray_address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    return ray
+
+
+def run_ray(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
+    """`dispatch.jobs` Ray actors, each running one cell at a time on the CPUs Ray grants it;
+    records come back to the driver as they finish. A cell whose worker process dies is
+    run once more on a fresh actor, then recorded `failed` with the cause."""
+    ray = _start_ray(dispatch)
     threads = dispatch.cell_threads()
-    remote = ray.remote(num_cpus=threads)(_ray_cell)
+    actor_class = ray.remote(num_cpus=threads, max_restarts=0)(_CellActor)
     shipped = ray.put(work.portable())
-    futures = {remote.remote(shipped, task, threads): task for task in tasks}
-    while futures:
-        ready, _ = ray.wait(list(futures), num_returns=1)
-        task = futures.pop(ready[0])
+    pending = deque(tasks)
+    tried: dict[int, int] = {}
+    running: dict[Any, tuple[Any, Any]] = {}
+
+    def submit(actor: Any) -> None:
+        if pending:
+            task = pending.popleft()
+            tried[id(task)] = tried.get(id(task), 0) + 1
+            running[actor.run.remote(task)] = (actor, task)
+
+    for _ in range(min(dispatch.jobs, len(tasks))):
+        submit(actor_class.remote(shipped, threads))
+    while running:
+        ready, _ = ray.wait(list(running), num_returns=1)
+        actor, task = running.pop(ready[0])
         try:
             yield ray.get(ready[0])
+        except ray.exceptions.RayActorError as exc:  # its process died: killed, or out of memory
+            ray.kill(actor)
+            actor = actor_class.remote(shipped, threads)
+            if tried[id(task)] < 2:
+                pending.appendleft(task)
+            else:
+                yield work.failed(task, f"ray worker died twice running this cell: {_first_line(exc)}")
         except Exception as exc:  # noqa: BLE001 - a lost task fails its cell only
-            yield work.failed(task, f"ray task failed: {type(exc).__name__}: {exc}")
+            yield work.failed(task, f"ray task failed: {type(exc).__name__}: {_first_line(exc)}")
+        submit(actor)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
 Executor = Callable[[Work, Sequence[Any], Dispatch], Iterator[Record]]

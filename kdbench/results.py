@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -148,7 +149,11 @@ def host_info(device: Any, threads: int | None = None) -> dict[str, Any]:
     except OSError:
         pass
     gpu = torch.cuda.get_device_name(device) if str(device).startswith("cuda") else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "threads": threads or torch.get_num_threads()}
+    info = {"cpu": cpu, "cores": os.cpu_count(), "gpu": gpu, "threads": threads or torch.get_num_threads()}
+    ray = sys.modules.get("ray")  # inside a Ray worker: which node of the cluster
+    if ray is not None and ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
+        info["ray_node"] = ray.get_runtime_context().get_node_id()
+    return info
 
 
 @lru_cache(maxsize=1)

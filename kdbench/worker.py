@@ -49,6 +49,7 @@ class CellWorker:
         self._registry = registry
         self._pairs: dict[str, PreparedPair] = {}
         self._jobs: dict[Cell, Job] = {}
+        self._carried: dict[str, tuple[Teacher, dict[float, Teacher]]] = {}  # teachers prepared elsewhere
 
     @property
     def registry(self) -> Registry:
@@ -75,7 +76,11 @@ class CellWorker:
         if name not in self._pairs:
             pair = self.registry.pair(name).obj()
             splits = self.data(pair)
-            self._pairs[name] = PreparedPair(pair, splits, self.teacher(pair, splits))
+            if name in self._carried:
+                teacher, variants = self._carried[name]
+                self._pairs[name] = PreparedPair(pair, splits, teacher, variants=dict(variants))
+            else:
+                self._pairs[name] = PreparedPair(pair, splits, self.teacher(pair, splits))
         return self._pairs[name]
 
     def costs(self, prepared: PreparedPair) -> dict[str, Any]:
@@ -156,8 +161,12 @@ class CellWorker:
         return task.record.copy().fail(error).as_dict()
 
     def portable(self) -> "CellWorker":
+        """The settings and the prepared teachers, without data or caches: what travels to
+        a process that shares no memory (or filesystem) with this one."""
         config = dataclasses.replace(self.config, progress=False, zoo_root=self.zoo.root.parent)
-        return CellWorker(config)
+        worker = CellWorker(config)
+        worker._carried = {name: (p.teacher, dict(p.variants)) for name, p in self._pairs.items()}
+        return worker
 
 
 def _to(x: Any, device: torch.device) -> Any:
