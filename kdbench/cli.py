@@ -111,7 +111,7 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
     Every other option is a field of `kdbench.plan.RunConfig` of the same name."""
     config = RunConfig.from_options(options, command=shlex.join(["kdbench", *sys.argv[1:]]))
     method_names, pair_names = _names(methods, "--methods"), _names(pairs, "--pairs")
-    if config.progress:
+    if config.progress and sys.stderr.isatty():  # a terminal sees progress from the first second
         click.echo("kdbench: loading plugins, models and data…", err=True)
     from .plugins import load_registry
     from .report import render_markdown, render_terminal

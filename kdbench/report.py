@@ -159,27 +159,9 @@ def render_markdown(
         lines.append("No successful records.")
     summary: list[str] = []
     for key, g in groups(frame):
-        pair, profile, scenario, _ = key
-        first = g.iloc[0]
-        stats_rows = method_stats(g, ctx.baselines)
-        heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
-        verdict = _verdict(stats_rows, ctx)
-        summary.append(f"- **{heading}**: {verdict}")
-        lines += [
-            f"## {heading}",
-            "",
-            f"Teacher: test accuracy {first['metrics.teacher_test_acc'] * 100:.2f}%, "
-            f"{int(first['params.teacher']):,} params, {_fmt_flops(first.get('flops.teacher'))} FLOPs/example. "
-            f"Budget: {_budget_words(first)}. Dataset: {first.get('dataset', '?')}.",
-            "",
-            pair_table(g, ctx).to_markdown(index=False),
-            "",
-            verdict,
-            "",
-        ]
-        if plots_dir is not None:
-            lines += _figures(g, stats_rows, ctx, heading, Path(plots_dir), link_from,
-                              _slug(pair, profile, scenario, key[3]))
+        section, verdict_line = _section(key, g, ctx, plots_dir, link_from)
+        lines += section
+        summary.append(verdict_line)
     pays = when_it_pays(frame, ctx)
     if summary:
         lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays]
@@ -196,6 +178,31 @@ def render_markdown(
     if not frame.empty:
         lines += provenance(frame)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _section(key: tuple[str, ...], g: pd.DataFrame, ctx: Context, plots_dir: Path | None,
+             link_from: Path | None) -> tuple[list[str], str]:
+    """One table's markdown (heading, teacher, table, verdict, figures) and its summary line."""
+    pair, profile, scenario, budget = key
+    first = g.iloc[0]
+    stats_rows = method_stats(g, ctx.baselines)
+    heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
+    verdict = _verdict(stats_rows, ctx)
+    lines = [
+        f"## {heading}",
+        "",
+        f"Teacher: test accuracy {first['metrics.teacher_test_acc'] * 100:.2f}%, "
+        f"{int(first['params.teacher']):,} params, {_fmt_flops(first.get('flops.teacher'))} FLOPs/example. "
+        f"Budget: {_budget_words(first)}. Dataset: {first.get('dataset', '?')}.",
+        "",
+        pair_table(g, ctx).to_markdown(index=False),
+        "",
+        verdict,
+        "",
+    ]
+    if plots_dir is not None:
+        lines += _figures(g, stats_rows, ctx, heading, Path(plots_dir), link_from, _slug(pair, profile, scenario, budget))
+    return lines, f"- **{heading}**: {verdict}"
 
 
 def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:

@@ -64,6 +64,7 @@ def test_weak_teacher_asks_for_a_fraction_of_the_teacher_steps():
 
 # -- end to end on the smoke profile -------------------------------------------------------
 
+EVAL = 1000  # mlp-hinton's smoke eval_limit: val and test examples, whatever the scenario
 GRID = ["run", "--methods", "student-only,hinton", "--pairs", "mlp-hinton", "--profile", "smoke",
         "--budget-steps", "6", "--quiet", "--scenario", "labels-3", "--scenario", "noise-40"]
 
@@ -88,7 +89,7 @@ def test_each_scenario_is_a_cell_with_its_own_record(regimes):
     for r in records:
         assert f"/{r['scenario']}/" in str(next(regimes.rglob(f"*{r['cell_id']}.json")))
         info = r["scenario_info"]
-        assert (info["val_examples"], info["test_examples"]) == (256, 256)  # the pair's, whatever the scenario
+        assert (info["val_examples"], info["test_examples"]) == (EVAL, EVAL)  # the pair's, whatever the scenario
     noisy = {r["scenario_info"]["train_examples"] for r in records if r["scenario"] == "noise-40"}
     assert noisy == {2048}  # every example, some labels wrong
     small = {r["scenario_info"]["train_examples"] for r in records if r["scenario"] == "labels-3"}
