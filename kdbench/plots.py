@@ -99,11 +99,13 @@ def curve_points(runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "seed", "point", "step", "seconds", "val_acc"])
 
 
-def budget_curves(runs: pd.DataFrame, title: str, path: Path, colours: Colours) -> Path:
+def budget_curves(runs: pd.DataFrame, title: str, path: Path, colours: Colours,
+                  crossovers: dict[str, float] | None = None) -> Path:
     """Validation accuracy against optimizer steps and against training seconds, per method.
 
     Each line is the mean over seeds at each of the budget's evenly spaced points (the
     seconds axis uses the mean seconds at that point); evaluation time is not included.
+    A triangle on the steps axis marks each method's crossover (see `kdbench.stats.crossover`).
     """
     sns.set_theme(style="whitegrid")
     points = curve_points(runs)
@@ -113,6 +115,9 @@ def budget_curves(runs: pd.DataFrame, title: str, path: Path, colours: Colours) 
         for ax, x in zip(axes, ("step", "seconds")):
             ax.plot(m[x], m["val_acc"], marker="o", ms=3, color=colours.get(method), label=method)
     _teacher_line(axes[0], runs.iloc[0]["metrics.teacher_test_acc"] * 100, " (test)")
+    for method, step in sorted((crossovers or {}).items()):
+        axes[0].plot([step], [axes[0].get_ylim()[0]], marker="^", ms=9, color=colours.get(method), clip_on=False,
+                     markeredgecolor="black", zorder=5)
     axes[0].set_xlabel("optimizer steps")
     axes[1].set_xlabel("training seconds (evaluation excluded)")
     axes[0].set_ylabel("validation accuracy, % (mean over seeds)")

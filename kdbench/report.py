@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .stats import GROUP_KEYS, Deltas, PairedDelta, delta_between, method_stats, ok_frame
+from .stats import GROUP_KEYS, Deltas, PairedDelta, crossover, delta_between, method_stats, ok_frame
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Registry
@@ -205,11 +205,16 @@ def _section(key: tuple[str, ...], g: pd.DataFrame, ctx: Context, plots_dir: Pat
     return lines, f"- **{heading}**: {verdict}"
 
 
+def _has_curves(frame: pd.DataFrame) -> bool:
+    return "curve" in frame and bool(frame["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any())
+
+
 def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
     """"When does distillation pay": per pair and method, Δ vs the reference baseline
-    (95% CI) under each scenario. Only when the records hold more than one scenario."""
+    (95% CI) under each scenario, and where on the budget curve (`full` data) the method
+    stops trailing it. Shown when the records hold more than one scenario or budget curves."""
     ref = ctx.reference
-    if frame.empty or frame["scenario"].nunique() < 2 or ref is None:
+    if frame.empty or ref is None or (frame["scenario"].nunique() < 2 and not _has_curves(frame)):
         return []
     scenarios = sorted(frame["scenario"].unique(), key=lambda s: (s != "full", s))
     rows = []
@@ -219,13 +224,17 @@ def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
             for sc in scenarios:
                 d = delta_between(g[g["scenario"] == sc], method, ref)
                 row[sc] = "—" if d is None else d.format()
+            c = crossover(g[g["scenario"] == "full"], method, ref)
+            row["crossover (full)"] = "—" if c is None else c.format()
             rows.append(row)
     if not rows:
         return []
     return ["## When does distillation pay?", "",
             f"Δ test accuracy vs `{ref}` (points, paired by seed, 95% t-interval) under each scenario: "
             "`labels-N` = the student sees N% of the labels, `noise-N` = N% of its labels are wrong, "
-            "`weak-teacher` = an under-trained teacher.", "",
+            "`weak-teacher` = an under-trained teacher. Crossover: the first budget-curve point (step, share "
+            f"of the budget) from which the method's mean validation Δ vs `{ref}`, paired by seed, stays ≥ 0 "
+            "to the end of the budget; \"never within budget\" when it trails at the last point.", "",
             pd.DataFrame(rows).to_markdown(index=False), "", *ctx.notes(frame)]
 
 
@@ -243,8 +252,10 @@ def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], ctx: Context, ti
     if not delta_rows.empty:
         dl = plots.deltas(delta_rows, title, plots_dir / f"{slug}-delta.png", str(ctx.reference), ctx.colours)
         out.append(f"![Δ vs {ctx.reference}]({(base / dl.name).as_posix()})")
-    if "curve" in g and g["curve"].map(lambda c: isinstance(c, list) and len(c) > 0).any():
-        bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png", ctx.colours)
+    if _has_curves(g):
+        marks = {m: c.step for m in set(g["method"]) - {ctx.reference}
+                 if ctx.reference and (c := crossover(g, m, ctx.reference)) is not None and c.step is not None}
+        bc = plots.budget_curves(g, title, plots_dir / f"{slug}-curves.png", ctx.colours, marks)
         out.append(f"![budget curves: val accuracy vs steps and seconds]({(base / bc.name).as_posix()})")
     return [" ".join(out), ""]
 

@@ -140,3 +140,42 @@ class Deltas:
         f = self.frame
         g = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
         return delta_between(g, method, baseline or self.reference)
+
+
+@dataclass(frozen=True)
+class Crossover:
+    """Where on the budget curve a method stops trailing the baseline for good: the first
+    curve point from which its mean validation Δ (paired by seed) stays ≥ 0 to the end."""
+
+    point: int | None  # index of that curve point; None: never within the budget
+    step: float | None  # its optimizer step (mean over seeds)
+    points: int  # curve points compared
+
+    @property
+    def fraction(self) -> float | None:
+        return None if self.point is None else (self.point + 1) / self.points
+
+    def format(self) -> str:
+        if self.point is None:
+            return "never within budget"
+        return f"step {self.step:.0f} ({self.fraction:.0%})"
+
+
+def _curves(group: pd.DataFrame, method: str) -> dict[int, list[dict[str, float]]]:
+    rows = group[group["method"] == method]
+    if "curve" not in rows:
+        return {}
+    return {int(s): c for s, c in zip(rows["seed"], rows["curve"]) if isinstance(c, list) and c}
+
+
+def crossover(group: pd.DataFrame, method: str, baseline: str) -> Crossover | None:
+    """`method`'s crossover against `baseline` in one table; None without paired curves."""
+    a, b = _curves(group, method), _curves(group, baseline)
+    seeds = sorted(set(a) & set(b))
+    if not seeds:
+        return None
+    n = min(min(len(a[s]), len(b[s])) for s in seeds)
+    deltas = [float(np.mean([a[s][i]["val_acc"] - b[s][i]["val_acc"] for s in seeds])) for i in range(n)]
+    first = next((i for i in range(n) if all(d >= 0 for d in deltas[i:])), None)
+    step = None if first is None else float(np.mean([a[s][first]["step"] for s in seeds]))
+    return Crossover(first, step, n)

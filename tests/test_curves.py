@@ -116,3 +116,41 @@ def test_report_says_whether_the_label_scarce_gain_reproduces_hintons_direction(
                for m in ("student-only", "hinton") for s in range(3)]
     line = next(x for x in render_markdown(records).splitlines() if x.startswith("- **p** (smoke): Δ(hinton"))
     assert f"under `labels-3` against +0.00 [-0.50, +0.50] ns under `full`; {words}." in line
+
+
+# -- crossover: where a method stops trailing the baseline for good -------------------------------
+
+def _curve_records(method: str, deltas: list[float], seeds: int = 3) -> list[dict]:
+    """Records whose curves sit `deltas` (points) above a flat 80% baseline, with per-seed noise."""
+    out = []
+    for s in range(seeds):
+        base = 0.80 + s / 100
+        curve = [{"step": 10 * (i + 1), "seconds": i + 1.0, "val_acc": base + d / 100 + (0.001 * (s - 1))}
+                 for i, d in enumerate(deltas)]
+        out.append({**_record(method, s, base, "full"), "curve": curve})
+    return out
+
+
+@pytest.mark.parametrize("deltas, expected", [
+    ([-2, -1, -0.5, 0.5, 1, 1], "step 40 (67%)"),    # trails, then leads for good from the 4th of 6 points
+    ([1, 1, -1, 0.5, 0.5, 0.5], "step 40 (67%)"),    # an early lead lost does not count
+    ([1, 1, 1, 1, 1, 1], "step 10 (17%)"),           # ahead from the first point
+    ([1, 1, 1, 1, 1, -0.2], "never within budget"),  # trails at the end: no crossover
+])
+def test_crossover_on_curves_with_a_known_answer(deltas, expected):
+    import pandas as pd
+
+    from kdbench.stats import crossover
+
+    records = _curve_records("hinton", deltas) + _curve_records("student-only", [0] * len(deltas))
+    group = pd.json_normalize(records)
+    assert crossover(group, "hinton", "student-only").format() == expected
+
+
+def test_the_report_gives_each_methods_crossover(tmp_path):
+    from kdbench.report import render_markdown
+
+    records = _curve_records("hinton", [-2, -1, -0.5, 0.5, 1, 1]) + _curve_records("student-only", [0] * 6)
+    text = render_markdown(records, plots_dir=tmp_path, link_from=tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| p ") and "hinton" in line)
+    assert "step 40 (67%)" in row and "crossover (full)" in text

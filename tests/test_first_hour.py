@@ -198,7 +198,7 @@ def test_every_figure_gives_a_method_the_same_colour(tmp_path, monkeypatch):
         real = getattr(plots, name)
 
         def spy(*args, _real=real, **kwargs):
-            colours = args[-1]
+            colours = next(a for a in args[3:] if isinstance(a, dict))  # the method → colour map
             for method, colour in colours.items():
                 seen.setdefault(method, set()).add(tuple(colour))
             return _real(*args, **kwargs)
