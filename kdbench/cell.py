@@ -175,7 +175,9 @@ def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: 
     live = job.method.uses_teacher and teacher_logits is None
     record.train = {"steps": result.steps, "seconds": round(result.seconds, 4),
                     "teacher_seconds": round(result.teacher_seconds, 4),
-                    "teacher": ("live" if live else "cached") if job.method.uses_teacher else "none"}
+                    "teacher": ("live" if live else "cached") if job.method.uses_teacher else "none",
+                    "batch_size": job.schedule.batch_size,
+                    "epochs": round(result.steps * job.schedule.batch_size / len(student_data.data), 3)}
     record.curve, record.terms = result.curve, result.terms
     record.losses = [round(v, 6) for v in result.losses]
 

@@ -99,7 +99,9 @@ def groups(frame: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
 
 def _budget_words(first: pd.Series) -> str:
     if first["budget.mode"] == "steps":
-        return f"{int(first['budget.steps'])} optimizer steps per cell"
+        epochs = first.get("train.epochs")
+        return f"{int(first['budget.steps'])} optimizer steps per cell" + (
+            f" ({epochs:.2f} epochs of the student's training data)" if pd.notna(epochs) else "")
     return f"{first['budget.seconds']:g} wall-clock seconds per cell (teacher forwards included)"
 
 
@@ -336,7 +338,9 @@ def render_terminal(records: list[dict[str, Any]], title: str, registry: "Regist
                  f"{s['speedup_bs1']:.1f}×/{s['speedup_bsN']:.1f}×", f"{s['train_s']:.1f}"] for s in stats_rows]
         ref = ctx.reference or "baseline"
         lines += [f"{pair} — {profile}" + ("" if scenario == "full" else f", {scenario}")
-                  + f": teacher {first['metrics.teacher_test_acc'] * 100:.2f}%, {int(first['params.teacher']):,} params",
+                  + f": teacher {first['metrics.teacher_test_acc'] * 100:.2f}%, {int(first['params.teacher']):,} params; "
+                  + _budget_words(first).replace(" optimizer steps per cell", " steps").replace(
+                      " of the student's training data", ""),
                   tabulate(rows, headers=["method", "acc %", f"Δ vs {ref} [95% CI]", "params", "speedup",
                                           "train s"], tablefmt="simple", disable_numparse=True),
                   textwrap.fill(_verdict(stats_rows, ctx), 100), ""]

@@ -163,3 +163,11 @@ def test_record_files_are_json_with_identity_in_name(smoke_run):
     for f in files:
         record = json.loads(f.read_text())
         assert f.parent.name == record["method"] and f.name.startswith(f"seed{record['seed']}-")
+
+
+def test_records_state_epochs_as_well_as_steps(smoke_run):
+    out, _ = smoke_run
+    for r in load_records([out]):
+        train, examples = r["train"], r["scenario_info"]["train_examples"]
+        assert train["epochs"] == pytest.approx(train["steps"] * train["batch_size"] / examples, abs=1e-3)
+        assert (train["steps"], train["batch_size"], examples) == (30, 64, 2048)  # mlp-hinton at smoke
