@@ -1,14 +1,16 @@
 """The one training loop and its budget.
 
-Methods differ by their loss and adapters only. The loop runs the frozen teacher
-(unless the method ignores it or its outputs are cached), sums the method's named
-terms, steps AdamW with a cosine schedule over the budget, and stops when the budget
-(steps, or wall seconds with teacher forwards included) is spent. A non-finite loss
-or gradient ends the cell with the step and the term that caused it.
+Methods differ by their loss, adapters and phases only. The loop runs the frozen
+teacher (unless the method ignores it or its outputs are cached), sums the method's
+named terms, steps AdamW with a cosine schedule over the budget, and stops when the
+budget (steps, or wall seconds with teacher forwards included) is spent. A method
+that declares phases (TinyBERT's stages) gets them as separate trainings inside that
+one budget: a fresh AdamW and the phase's own schedule at every boundary, read from
+the phases as data. A non-finite loss or gradient ends the cell with the step and the
+term that caused it.
 """
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
