@@ -130,11 +130,9 @@ def train(
     alone, so every method sees the same batches. `teacher_logits`, when given, are
     the cached teacher logits for every training example and replace teacher forwards.
 
-    A method that declares phases (`Method.phases`) trains them one after another
-    inside the one budget: phase i gets its fraction of the steps (cumulative
-    rounding), or in time mode runs until its fraction of the seconds, counted from
-    the cell's start, is spent; each phase starts with a fresh optimizer and its own
-    learning-rate schedule. Without phases: one AdamW, cosine over the whole budget.
+    Phases (`Method.phases`) run one after another inside the one budget, each with a
+    fresh optimizer and its own schedule: phase i ends at its cumulative fraction of the
+    steps (rounded) or of the seconds. Without phases: one AdamW, cosine over the budget.
 
     `evaluate`, when given, is called (it returns a validation accuracy) after the step
     that reaches each of `eval_points` evenly spaced points of the budget — in steps, or
@@ -143,124 +141,162 @@ def train(
     time budget, nor in the returned `seconds`. Points that fall within one step share
     one evaluation, so a budget of fewer steps than points gives fewer points.
 
-    `phase_check`, when given, is called before the first step and after every phase
-    (clock paused, random state restored afterwards); it returns a dict of numbers
-    (e.g. `representation_check`), kept in the result's `phase_checks`.
+    `phase_check` (e.g. `representation_check`) is called before the first step and after
+    every phase, clock paused and random state restored; `phase_checks` keeps its dicts.
     """
-    needs = frozenset(method.needs) | {"logits"}
-    use_teacher = method.uses_teacher and (teacher is not None or teacher_logits is not None)
     params = list(student.parameters()) + (list(adapters.parameters()) if adapters is not None else [])
-    base_lr = lr if lr is not None else schedule.lr
     phases, declared = method_phases(method)
+    base_lr = lr if lr is not None else schedule.lr
     opt = optimizer_for(params, base_lr * phases[0].lr_scale, schedule.weight_decay)
-    device = data.y.device
-    order = batch_indices(len(data), schedule.batch_size, seed, device)
+    order = batch_indices(len(data), schedule.batch_size, seed, data.y.device)
     total_steps = budget.steps if budget.mode == "steps" else None
+    _train_mode(student, adapters, teacher)
+    horizon = float(total_steps) if total_steps is not None else float(budget.seconds)  # type: ignore[arg-type]
+    loop = _Loop(student, adapters, method, data, schedule, forward, params, order, total_steps,
+                 teacher if method.uses_teacher else None, teacher_logits if method.uses_teacher else None,
+                 on_step, evaluate, phase_check,
+                 marks=[horizon * (i + 1) / eval_points for i in range(eval_points)] if evaluate is not None else [])
+    loop.start = clock()
+    loop.check("start")
+    offset = 0.0  # the fraction of the budget before this phase
+    for index, (phase, end) in enumerate(zip(phases, phase_ends(phases, horizon, total_steps is not None))):
+        if index > 0:
+            opt = optimizer_for(params, base_lr * phase.lr_scale, schedule.weight_decay)
+        loop.run_phase(opt, phase, base_lr * phase.lr_scale, offset, end, first=index == 0, log=declared)
+        offset += phase.fraction
+    return TrainResult(loop.step, loop.elapsed(), loop.teacher_seconds, loop.terms, loop.losses, loop.curve,
+                       loop.phases, loop.checks, loop.lrs)
+
+
+def _train_mode(student: nn.Module, adapters: nn.Module | None, teacher: nn.Module | None) -> None:
     student.train()
     if adapters is not None:
         adapters.train()
     if teacher is not None:
         set_teacher_frozen(teacher)
 
-    step, teacher_seconds, terms, losses, lrs = 0, 0.0, {}, [], []
-    curve: list[dict[str, float]] = []
-    phase_log: list[dict[str, Any]] = []
-    checks: list[dict[str, Any]] = []
-    horizon = float(total_steps) if total_steps is not None else float(budget.seconds)  # type: ignore[arg-type]
-    ends = phase_ends(phases, horizon, total_steps is not None)
-    marks = [horizon * (i + 1) / eval_points for i in range(eval_points)] if evaluate is not None else []
-    paused = 0.0  # seconds spent in `evaluate` and `phase_check`, excluded from the budget
-    start = clock()
 
-    def run_check(at: str) -> None:
-        nonlocal paused
-        t0 = clock()
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            checks.append({"at": at, "step": step, **phase_check()})  # type: ignore[misc]
-        student.train()
-        if adapters is not None:
-            adapters.train()
-        paused += clock() - t0
+@dataclass
+class _Loop:
+    """The state of one run of `train`: what it trains, where it stands, what it keeps."""
 
-    if phase_check is not None:
-        run_check("start")
-    begun = 0.0  # the budget spent when the phase starts (steps or seconds)
-    begun_seconds = 0.0  # the seconds spent when the phase starts
-    offset = 0.0  # the fraction of the budget before this phase
-    for index, phase in enumerate(phases):
-        if index > 0:
-            opt = optimizer_for(params, base_lr * phase.lr_scale, schedule.weight_decay)
-            begun_seconds = clock() - start - paused
-            begun = float(step) if total_steps is not None else begun_seconds
-        phase_lr, end = base_lr * phase.lr_scale, ends[index]
-        first_step, phase_terms = step, {}
+    student: nn.Module
+    adapters: nn.Module | None
+    method: Method
+    data: TensorData
+    schedule: Schedule
+    forward: Forward
+    params: list[nn.Parameter]
+    order: Any  # an iterator of index tensors (see `kdbench.data.batch_indices`)
+    total_steps: int | None
+    teacher: nn.Module | None
+    teacher_logits: Tensor | None
+    on_step: Callable[[int, float], None] | None
+    evaluate: Callable[[], float] | None
+    phase_check: Callable[[], dict[str, Any]] | None
+    marks: list[float]
+    start: float = 0.0
+    paused: float = 0.0  # seconds spent in `evaluate` and `phase_check`, excluded from the budget
+    step: int = 0
+    teacher_seconds: float = 0.0
+    terms: dict[str, float] = field(default_factory=dict)
+    phase_terms: dict[str, float] = field(default_factory=dict)
+    losses: list[float] = field(default_factory=list)
+    lrs: list[float] = field(default_factory=list)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+
+    def elapsed(self) -> float:
+        return clock() - self.start - self.paused
+
+    def run_phase(self, opt: torch.optim.Optimizer, phase: Phase, lr: float, offset: float, end: float, *,
+                  first: bool, log: bool) -> None:
+        """Step until the phase's `end` (a step count, or seconds since the start); `log`
+        keeps its steps, seconds and last terms; the phase check runs after it."""
+        first_step, begun_seconds = self.step, (self.elapsed() if not first else 0.0)
+        begun = float(self.step) if self.total_steps is not None else begun_seconds
+        self.phase_terms = {}
         while True:
-            elapsed = clock() - start - paused
-            if total_steps is not None:
-                if step >= end:
+            elapsed = self.elapsed()
+            if self.total_steps is not None:
+                if self.step >= end:
                     break
-                local = (step - begun) / (end - begun)
+                local = (self.step - begun) / (end - begun)
             else:
                 if elapsed >= end:
                     break
                 local = min((elapsed - begun) / (end - begun), 1.0)
-            method.progress = offset + phase.fraction * local
+            self.method.progress = offset + phase.fraction * local
             for group in opt.param_groups:
-                group["lr"] = phase_lr * phase.lr_factor(local)
-            lrs.append(opt.param_groups[0]["lr"])
+                group["lr"] = lr * phase.lr_factor(local)
+            self.lrs.append(opt.param_groups[0]["lr"])
+            self.one_step(opt)
+            self.maybe_evaluate()
+        if log:
+            self.phases.append({
+                "name": phase.name, "fraction": phase.fraction, "schedule": phase.schedule, "warmup": phase.warmup,
+                "lr": lr, "steps": self.step - first_step, "seconds": round(self.elapsed() - begun_seconds, 4),
+                "terms": self.phase_terms})
+        self.check(f"end of {phase.name}")
 
-            idx = next(order)
-            batch = data.index(idx)
-            t_out = None
-            if use_teacher:
-                t0 = clock()
-                if teacher_logits is not None:
-                    t_out = Outputs(logits=teacher_logits[idx])
-                else:
-                    with torch.no_grad():
-                        t_out = forward(teacher, batch.x, needs)
-                teacher_seconds += clock() - t0
-            s_out = forward(student, batch.x, needs)
-            named = method.loss(s_out, t_out, batch.y)  # type: ignore[arg-type]
-            total = sum(named.values())
-            if not torch.isfinite(total):
-                bad = ", ".join(k for k, v in named.items() if not torch.isfinite(v)) or "total"
-                raise NumericalFault(f"non-finite loss at step {step} in term {bad}", step, bad)
-            opt.zero_grad(set_to_none=True)
-            total.backward()
-            norm = torch.nn.utils.clip_grad_norm_(params, schedule.grad_clip)
-            if not torch.isfinite(norm):
-                values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in named.items())
-                raise NumericalFault(f"non-finite gradient norm at step {step} (loss terms: {values})", step,
-                                     "gradient")
-            opt.step()
-            step += 1
-            value = float(total.detach())
-            losses.append(value)
-            terms = phase_terms = {k: float(v.detach()) for k, v in named.items()}
-            if on_step is not None:
-                on_step(step, value)
-            if marks:
-                seconds = clock() - start - paused
-                now = step if total_steps is not None else seconds
-                if now >= marks[0] - 1e-9:
-                    while marks and now >= marks[0] - 1e-9:
-                        marks.pop(0)
-                    t0 = clock()
-                    curve.append({"step": step, "seconds": round(seconds, 4), "val_acc": evaluate()})  # type: ignore[misc]
-                    paused += clock() - t0
-        offset += phase.fraction
-        if declared:
-            spent = clock() - start - paused
-            phase_log.append({
-                "name": phase.name, "fraction": phase.fraction, "schedule": phase.schedule,
-                "warmup": phase.warmup, "lr": phase_lr, "steps": step - first_step,
-                "seconds": round(spent - begun_seconds, 4),
-                "terms": phase_terms,
-            })
-        if phase_check is not None:
-            run_check(f"end of {phase.name}")
-    return TrainResult(step, clock() - start - paused, teacher_seconds, terms, losses, curve, phase_log, checks, lrs)
+    def one_step(self, opt: torch.optim.Optimizer) -> None:
+        needs = frozenset(self.method.needs) | {"logits"}
+        idx = next(self.order)
+        batch = self.data.index(idx)
+        t_out = None
+        if self.teacher is not None or self.teacher_logits is not None:
+            t0 = clock()
+            if self.teacher_logits is not None:
+                t_out = Outputs(logits=self.teacher_logits[idx])
+            else:
+                with torch.no_grad():
+                    t_out = self.forward(self.teacher, batch.x, needs)  # type: ignore[arg-type]
+            self.teacher_seconds += clock() - t0
+        s_out = self.forward(self.student, batch.x, needs)
+        named = self.method.loss(s_out, t_out, batch.y)  # type: ignore[arg-type]
+        total = sum(named.values())
+        step = self.step
+        if not torch.isfinite(total):
+            bad = ", ".join(k for k, v in named.items() if not torch.isfinite(v)) or "total"
+            raise NumericalFault(f"non-finite loss at step {step} in term {bad}", step, bad)
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.params, self.schedule.grad_clip)
+        if not torch.isfinite(norm):
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in named.items())
+            raise NumericalFault(f"non-finite gradient norm at step {step} (loss terms: {values})", step, "gradient")
+        opt.step()
+        self.step += 1
+        value = float(total.detach())
+        self.losses.append(value)
+        self.terms = self.phase_terms = {k: float(v.detach()) for k, v in named.items()}
+        if self.on_step is not None:
+            self.on_step(self.step, value)
+
+    def maybe_evaluate(self) -> None:
+        """Evaluate when the step just taken reached the next budget-curve point."""
+        if not self.marks:
+            return
+        seconds = self.elapsed()
+        now = self.step if self.total_steps is not None else seconds
+        if now >= self.marks[0] - 1e-9:
+            while self.marks and now >= self.marks[0] - 1e-9:
+                self.marks.pop(0)
+            t0 = clock()
+            self.curve.append({"step": self.step, "seconds": round(seconds, 4), "val_acc": self.evaluate()})  # type: ignore[misc]
+            self.paused += clock() - t0
+
+    def check(self, at: str) -> None:
+        """Run the phase check (if any) with the clock paused and the random state restored."""
+        if self.phase_check is None:
+            return
+        t0 = clock()
+        device = self.data.y.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            self.checks.append({"at": at, "step": self.step, **self.phase_check()})
+        _train_mode(self.student, self.adapters, None)
+        self.paused += clock() - t0
 
 
 def _representation(out: Outputs) -> tuple[Tensor, Tensor]:

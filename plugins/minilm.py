@@ -276,7 +276,9 @@ class MiniLMTiny4GD(MiniLMTiny4):
         return TensorData(x, torch.zeros(len(texts), dtype=torch.long))
 
     def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
-        from .general_distill import general_distilled
+        from kdbench.student_zoo import cached_body
+
+        from .general_distill import GeneralDistillation
         from .text_data import tokenizer_id
 
         if self.profile is None:
@@ -292,11 +294,11 @@ class MiniLMTiny4GD(MiniLMTiny4):
             "text": {"source": "wordnet-supersense training synsets: glosses, definitions, examples, words",
                      "fingerprint": self.texts()[1]},
             "tokenizer": tokenizer_id(self.source()), "max_len": self.schedule(profile).extra["max_len"],
-            "profile": profile, "seed": 0, "warmup": 0.1,
+            "profile": profile, "seed": 0,
         }
-        self.student_card = general_distilled(
-            student, lambda: MiniLMTiny4.build_student(self, teacher, num_classes), teacher, self.forward,
-            lambda: self.general_text(profile), recipe, name="minilm-tiny4", keep=self.body,
+        self.student_card = cached_body(
+            student, lambda: MiniLMTiny4.build_student(self, teacher, num_classes), GeneralDistillation(), teacher,
+            self.forward, lambda: self.general_text(profile), recipe, name="minilm-tiny4-gd", keep=self.body,
             schedule=GD_SCHEDULES[profile])
         return student
 

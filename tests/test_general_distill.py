@@ -10,7 +10,8 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from kdbench import Schedule, TensorData, UsageError
 from kdbench.taps import outputs
-from kdbench_plugins.general_distill import general_distilled
+from kdbench.student_zoo import cached_body
+from kdbench_plugins.general_distill import GeneralDistillation
 from kdbench_plugins.minilm import MiniLMTiny4GD
 from kdbench_plugins.wordnet_supersense import FRACTIONS, bucket, unlabelled_texts
 
@@ -43,8 +44,8 @@ class Texts:
 
 def distilled(teacher, texts, recipe=None, seed=1):
     student = bert(2, 8, seed)
-    card = general_distilled(student, lambda: bert(2, 8, 123), teacher, forward, texts,
-                             recipe or {"seed": 0, "arch": "2x8"}, name="tiny", keep=BODY, schedule=SCHEDULE)
+    card = cached_body(student, lambda: bert(2, 8, 123), GeneralDistillation(), teacher, forward, texts,
+                       recipe or {"seed": 0, "arch": "2x8"}, name="tiny", keep=BODY, schedule=SCHEDULE)
     return student, card
 
 
@@ -73,9 +74,9 @@ def test_general_distillation_with_a_bad_sha256_is_refused_in_one_line():
 
 
 def _folder_of(card) -> Path:
-    from kdbench.zoo import kdbench_home
+    from kdbench import kdbench_home
 
-    return kdbench_home() / "general-distill" / card["key"]
+    return kdbench_home() / "students" / card["key"]
 
 
 def test_only_the_body_is_distilled_the_head_stays_as_the_seed_made_it():
@@ -92,8 +93,8 @@ def test_general_distillation_leaves_the_callers_random_state_alone():
     teacher, student = bert(4, 16, 0).eval(), bert(2, 8, 1)
     torch.manual_seed(5)
     before = torch.get_rng_state()
-    general_distilled(student, lambda: bert(2, 8, 123), teacher, forward, Texts(), {"seed": 0, "arch": "rng"},
-                      name="tiny", keep=BODY, schedule=SCHEDULE)
+    cached_body(student, lambda: bert(2, 8, 123), GeneralDistillation(), teacher, forward, Texts(),
+                {"seed": 0, "arch": "rng"}, name="tiny", keep=BODY, schedule=SCHEDULE)
     assert torch.equal(before, torch.get_rng_state())
 
 
