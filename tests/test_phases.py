@@ -173,6 +173,8 @@ def test_representation_check_sees_a_collapsed_student():
     t_fwd = lambda m, i, n: fwd(m, i @ teacher_map if m is teacher else i, n)  # noqa: E731
     good = representation_check(linear, teacher, t_fwd, batch, {"hidden_states"})()
     bad = representation_check(Collapsed(), teacher, t_fwd, batch, {"hidden_states"})()
-    assert good["hidden_r2"] > 0.99 and good["pooled_spread"] > 0.1
+    assert good["hidden_r2"] > 0.95 and good["pooled_spread"] > 0.1
     assert bad["pooled_spread"] == 0.0 and bad["hidden_r2"] < 0.05
     assert probe_r2(torch.randn(200, 3), torch.randn(200, 3)) < 0.1
+    few = torch.randn(60, 40)  # fewer rows than features: noise must not look predictable
+    assert probe_r2(few, torch.randn(60, 5)) < 0.1
