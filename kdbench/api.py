@@ -103,6 +103,56 @@ class Method:
         """Named scalar loss terms; the loop sums them."""
         raise NotImplementedError
 
+    def phases(self) -> "list[Phase] | None":
+        """Separate trainings inside the cell's one budget, in order; None (default): one.
+
+        At each boundary the loop builds a fresh optimizer and schedule (see `Phase`).
+        Within phase i, `self.progress` runs from the sum of the earlier fractions to
+        that plus fraction i, so `loss` can tell phases apart by progress alone.
+        """
+        return None
+
+
+#: Learning-rate shapes a `Phase` can ask for, over the phase's own budget.
+PHASE_SCHEDULES = ("constant", "linear", "cosine")
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One phase of a method: a separate training with its own optimizer and schedule.
+
+    `fraction` is its share of the cell's budget (steps, or seconds in time mode); the
+    fractions of a method's phases sum to 1. The learning rate is the cell's (the
+    pair's schedule) times `lr_scale`, shaped over the phase by `schedule`: constant,
+    linear decay to 0, or cosine to 0, after a linear warm-up from 0 over the first
+    `warmup` share of the phase.
+    """
+
+    name: str
+    fraction: float
+    schedule: str = "cosine"
+    warmup: float = 0.0
+    lr_scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.schedule not in PHASE_SCHEDULES:
+            raise UsageError(f"phase {self.name!r}: schedule must be one of {', '.join(PHASE_SCHEDULES)}, "
+                             f"not {self.schedule!r}")
+        if not 0.0 <= self.fraction <= 1.0 or not 0.0 <= self.warmup < 1.0 or not self.lr_scale > 0:
+            raise UsageError(f"phase {self.name!r}: fraction must be in [0, 1], warmup in [0, 1) and lr_scale "
+                             f"positive (got {self.fraction}, {self.warmup}, {self.lr_scale})")
+
+    def lr_factor(self, progress: float) -> float:
+        """The multiplier on the phase's learning rate at `progress` (0 → 1) through the phase."""
+        if progress < self.warmup:
+            return progress / self.warmup
+        rest = (progress - self.warmup) / (1.0 - self.warmup)
+        if self.schedule == "constant":
+            return 1.0
+        if self.schedule == "linear":
+            return max(0.0, 1.0 - rest)
+        return 0.5 * (1.0 + math.cos(math.pi * rest))
+
 
 @dataclass(frozen=True)
 class Schedule:

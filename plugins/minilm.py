@@ -52,7 +52,7 @@ from typing import Any, Iterator
 import torch
 from torch import Tensor, nn
 
-from kdbench import DataMissing, Outputs, Pair, Schedule, hookimpl, offline
+from kdbench import DataMissing, Outputs, Pair, Schedule, TensorData, UsageError, hookimpl, offline
 from kdbench.fsutil import sha256_file
 from kdbench.taps import outputs
 
@@ -231,6 +231,78 @@ class MiniLMTiny4(MiniLMPair):
         return pca_word_embeddings(student, teacher)
 
 
+#: General distillation of `minilm-tiny4-gd`'s student, per profile: steps, batch, lr (see
+#: `general_distill`). The lr is the tiny4 student's; warm-up 10% then linear decay.
+GD_SCHEDULES = {
+    "smoke": Schedule(steps=4, teacher_steps=0, batch_size=8, lr=1e-3),
+    "quick": Schedule(steps=600, teacher_steps=0, batch_size=32, lr=1e-3),
+    "standard": Schedule(steps=2000, teacher_steps=0, batch_size=32, lr=1e-3),
+    "paper": Schedule(steps=20000, teacher_steps=0, batch_size=128, lr=1e-4),
+}
+
+
+class MiniLMTiny4GD(MiniLMTiny4):
+    """WordNet supersense, MiniLM-L6 teacher → the `minilm-tiny4` student after general distillation."""
+
+    name = "minilm-tiny4-gd"
+    #: What general distillation saves and loads: everything but the pooler and the head.
+    body = ("bert.embeddings.", "bert.encoder.")
+
+    def __init__(self) -> None:
+        self.profile: str | None = None
+        self.student_card: dict[str, Any] | None = None  # the general-distillation card, once built
+        self._texts: tuple[list[str], str] | None = None
+
+    def dataset_options(self, profile: str) -> dict[str, Any]:
+        self.profile = profile  # the runner (and the conformance kit) ask this before building students
+        return super().dataset_options(profile)
+
+    def texts(self) -> tuple[list[str], str]:
+        if self._texts is None:
+            from .wordnet_supersense import unlabelled_texts
+
+            self._texts = unlabelled_texts()
+        return self._texts
+
+    def general_text(self, profile: str) -> TensorData:
+        """The first steps × batch unlabelled texts, tokenised like the pair's data (labels all 0)."""
+        from transformers import AutoTokenizer
+
+        from .text_data import encode
+
+        gd = GD_SCHEDULES[profile]
+        texts = self.texts()[0][: gd.steps * gd.batch_size]
+        x = encode(texts, AutoTokenizer.from_pretrained(self.source()), self.schedule(profile).extra["max_len"])
+        return TensorData(x, torch.zeros(len(texts), dtype=torch.long))
+
+    def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
+        from kdbench.student_zoo import cached_body
+
+        from .general_distill import GeneralDistillation
+        from .text_data import tokenizer_id
+
+        if self.profile is None:
+            raise UsageError(f"pair {self.name!r} builds its student for a profile: call dataset_options(profile) "
+                             "first (the runner does)")
+        profile = self.profile
+        student = super().build_student(teacher, num_classes)
+        c = student.config
+        recipe = {
+            "student": {"layers": c.num_hidden_layers, "hidden": c.hidden_size, "heads": c.num_attention_heads,
+                        "ffn": c.intermediate_size, "vocab": c.vocab_size, "max_position": c.max_position_embeddings,
+                        "init": "random layers, PCA word embeddings (frozen)"},
+            "text": {"source": "wordnet-supersense training synsets: glosses, definitions, examples, words",
+                     "fingerprint": self.texts()[1]},
+            "tokenizer": tokenizer_id(self.source()), "max_len": self.schedule(profile).extra["max_len"],
+            "profile": profile, "seed": 0,
+        }
+        self.student_card = cached_body(
+            student, lambda: MiniLMTiny4.build_student(self, teacher, num_classes), GeneralDistillation(), teacher,
+            self.forward, lambda: self.general_text(profile), recipe, name="minilm-tiny4-gd", keep=self.body,
+            schedule=GD_SCHEDULES[profile])
+        return student
+
+
 @hookimpl
 def kdbench_pairs() -> list[type]:
-    return [MiniLMDistil3, MiniLMTiny4]
+    return [MiniLMDistil3, MiniLMTiny4, MiniLMTiny4GD]

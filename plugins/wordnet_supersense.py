@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,66 @@ def split_rows(rows: list[tuple[str, str, int]]) -> dict[str, list[tuple[str, st
     return {k: [r for _, r in sorted(v)] for k, v in out.items()}
 
 
+def find_database(data_dir: Path | None = None) -> dict[str, bytes]:
+    """The four data.* files from the first place that has them (see `candidates`)."""
+    tried = candidates(data_dir)
+    for source in tried:
+        files = read_database(source)
+        if files is not None:
+            return files
+    raise DataMissing(
+        "WordNet 3.0 database (data.noun, data.verb, data.adj, data.adv) not found in "
+        + ", ".join(map(str, tried[:4])) + " or an NLTK corpus folder; install it with "
+        "`apt-get install wordnet-base` or point $KDBENCH_WORDNET at the folder"
+    )
+
+
+def lemmas(files: dict[str, bytes]) -> dict[str, str]:
+    """Synset id → its words as text ("dog, domestic dog, Canis familiaris")."""
+    out = {}
+    for pos, letter in POS_FILES.items():
+        for line in files[f"data.{pos}"].decode("utf-8").splitlines():
+            if not line or line.startswith("  "):
+                continue
+            fields = line.partition(" | ")[0].split(" ")
+            if len(fields) < 4:
+                continue
+            count = int(fields[3], 16)
+            words = [re.sub(r"\([a-z]+\)$", "", w).replace("_", " ") for w in fields[4:4 + 2 * count:2]]
+            out[f"{fields[0]}-{letter}"] = ", ".join(words)
+    return out
+
+
+def gloss_pieces(gloss: str) -> list[str]:
+    """A gloss, its definition alone and each quoted example alone (no duplicates, no empties)."""
+    definition = gloss.split('"', 1)[0].strip().rstrip(";").strip()
+    examples = [e.strip() for e in re.findall(r'"([^"]+)"', gloss)]
+    return list(dict.fromkeys(p for p in (gloss, definition, *examples) if p))
+
+
+def unlabelled_texts(data_dir: Path | None = None) -> tuple[list[str], str]:
+    """Unlabelled text for general distillation, and a fingerprint of it.
+
+    Only text of *training* synsets: each training gloss, its definition and its usage
+    examples apart, and its words ("dog, domestic dog, Canis familiaris"). No text of a
+    validation or test synset is used, and any piece that equals a piece of a validation
+    or test gloss (or their word lists) is dropped, so nothing the student is evaluated
+    on is seen. No labels. In hash order (the first N are a uniform sample).
+    """
+    files = find_database(data_dir)
+    parts = split_rows(parse(files))
+    words = lemmas(files)
+
+    def pieces(rows: list[tuple[str, str, int]]) -> list[str]:
+        return [p for sid, gloss, _ in rows for p in (*gloss_pieces(gloss), words.get(sid, "")) if p]
+
+    held_out = set(pieces(parts["val"]) + pieces(parts["test"]))
+    texts = [t for t in dict.fromkeys(pieces(parts["train"])) if t not in held_out]
+    texts.sort(key=lambda t: hashlib.sha256(t.encode()).digest())
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:16]
+    return texts, digest
+
+
 class WordNetSupersense(Dataset):
     """WordNet 3.0 glosses → supersense (45 lexicographer files); 94k/11.8k/11.9k, offline."""
 
@@ -112,18 +173,7 @@ class WordNetSupersense(Dataset):
              eval_by_length: bool = False, **options: Any) -> Splits:
         """Tokenised splits; `eval_by_length` sorts val/test by length (use with `eval_limit`)."""
         tokenizer = require_tokenizer(self.name, tokenizer)
-        tried = candidates(data_dir)
-        files, source = None, None
-        for source in tried:
-            files = read_database(source)
-            if files is not None:
-                break
-        if files is None:
-            raise DataMissing(
-                "WordNet 3.0 database (data.noun, data.verb, data.adj, data.adv) not found in "
-                + ", ".join(map(str, tried[:4])) + " or an NLTK corpus folder; install it with "
-                "`apt-get install wordnet-base` or point $KDBENCH_WORDNET at the folder"
-            )
+        files = find_database(data_dir)
         key = {
             "files": {n: hashlib.sha256(b).hexdigest() for n, b in sorted(files.items())},
             "tokenizer": tokenizer_id(tokenizer), "max_len": max_len, "train_limit": train_limit,

@@ -15,9 +15,10 @@ PACKAGE = ROOT / "kdbench"
 #: nothing from the engine (the rest of the package).
 PUBLIC = {"kdbench", "kdbench.api", "kdbench.budget", "kdbench.data", "kdbench.env", "kdbench.errors",
           "kdbench.fsutil", "kdbench.hookspecs", "kdbench.losses", "kdbench.outputs", "kdbench.taps",
-          "kdbench.testing"}
-#: Public modules that stand on the engine by design: the conformance kit runs real cells.
-PUBLIC_ON_ENGINE = {"kdbench.testing"}
+          "kdbench.testing", "kdbench.student_zoo"}
+#: Public modules that stand on the engine by design: the conformance kit runs real cells;
+#: the student zoo trains a pair's pre-trained student body through the one loop.
+PUBLIC_ON_ENGINE = {"kdbench.testing", "kdbench.student_zoo"}
 
 
 def _module(path: Path) -> str:

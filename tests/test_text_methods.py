@@ -137,7 +137,7 @@ def test_tinybert_stage1_terms_match_a_hand_computation():
 def test_tinybert_stage2_is_soft_cross_entropy():
     method = TinyBERT(temperature=2.0)
     s, t = tiny_outputs()
-    method.progress = 0.5  # stage1_fraction 0.5: from here on, the prediction layer
+    method.progress = 0.8  # past stage1_fraction (10/13): the prediction layer
     terms = method.loss(s, t, torch.tensor([0]))
     p_t, p_s = softmax([2.0 / 2, 0.0]), softmax([0.0, 1.0 / 2])
     assert set(terms) == {"pred"}
