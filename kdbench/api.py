@@ -183,6 +183,9 @@ class Pair:
     schedules: ClassVar[dict[str, Schedule]] = {}
     #: Whether training batches are randomly augmented (then teacher outputs cannot be cached).
     augmented: ClassVar[bool] = False
+    #: Set by `build_student` when the student starts from a pre-trained body (see
+    #: `kdbench.student_zoo`): that body's card, with what it cost; records keep it.
+    student_card: dict[str, Any] | None = None
 
     @classmethod
     def describe(cls) -> str:

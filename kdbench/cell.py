@@ -28,12 +28,23 @@ from .measure import count_params
 from .plan import Cell
 from .plugins import Registry
 from .quantize import quantize_linear
-from .record import Record, utc_now
-from .results import host_info
+from .record import Record
+from .results import host_info, utc_now
 from .scenarios import Scenario
-from .train import NumericalFault, TrainResult, accuracy, predict, train
+from .train import (
+    NumericalFault,
+    TrainResult,
+    accuracy,
+    predict,
+    representation_check,
+    train,
+)
 from .zoo import Teacher
 
+#: Validation examples behind the representation check at phase boundaries (the first ones).
+CHECK_EXAMPLES = 64
+#: What a record keeps of a pre-trained student body's card.
+STUDENT_CARD_KEYS = ("key", "sha256", "seconds", "steps", "reused")
 #: Validation examples behind each budget-curve point (a pair may set `curve_eval_limit` in
 #: its schedule's `extra`); the final `val_acc` uses the whole (profile-limited) split.
 CURVE_EVAL_LIMIT = 2000
@@ -165,9 +176,11 @@ def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: 
     record.params = {**(record.params or {}), "adapters": count_params(adapters)}
     curve_val = splits.val.take(job.schedule.extra.get("curve_eval_limit", CURVE_EVAL_LIMIT))
     record.curve_eval_examples = len(curve_val)
+    check = (representation_check(student, job.teacher.model, forward, splits.val.take(CHECK_EXAMPLES), pair.taps)
+             if job.method.phases() else None)  # a collapse at a phase boundary shows in the record
     result = train_student(student, job.method, student_data.data, job.budget, job.schedule, forward, seed=seed,
                            teacher=job.teacher.model, adapters=adapters, teacher_logits=teacher_logits,
-                           on_step=on_step,
+                           on_step=on_step, phase_check=check,
                            evaluate=lambda: accuracy(predict(student, forward, curve_val), curve_val.y))
     if teacher_test_logits is None:
         teacher_test_logits = predict(job.teacher.model, forward, splits.test)
@@ -179,6 +192,9 @@ def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: 
                     "batch_size": job.schedule.batch_size,
                     "epochs": round(result.steps * job.schedule.batch_size / len(student_data.data), 3)}
     record.curve, record.terms = result.curve, result.terms
+    record.phases, record.phase_checks = result.phases or None, result.phase_checks or None
+    if pair.student_card is not None:
+        record.student_init = {k: pair.student_card.get(k) for k in STUDENT_CARD_KEYS}
     record.losses = [round(v, 6) for v in result.losses]
 
 

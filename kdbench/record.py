@@ -8,19 +8,13 @@ provenance as one that finished. The cell fills in metrics and training results;
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .results import IDENTITY_KEYS, cell_id, git_sha, versions
+from .results import IDENTITY_KEYS, cell_id, git_sha, utc_now, versions
 
 #: Fields written even when None (a record without a git sha still says so).
 ALWAYS = (*IDENTITY_KEYS, "command", "git_sha", "versions", "created", "status")
-
-
-def utc_now() -> str:
-    """The timestamp format of every record: ISO 8601, UTC, whole seconds."""
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @dataclass
@@ -63,6 +57,9 @@ class Record:
     quantized: dict[str, Any] | None = None
     train: dict[str, Any] | None = None
     curve: list[dict[str, float]] | None = None
+    phases: list[dict[str, Any]] | None = None  # per declared phase: steps, seconds, schedule, final terms
+    phase_checks: list[dict[str, Any]] | None = None  # representation check at each phase boundary
+    student_init: dict[str, Any] | None = None  # the pre-trained student body's card and cost, if any
     terms: dict[str, float] | None = None
     losses: list[float] | None = None
     wall_seconds: float | None = None

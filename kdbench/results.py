@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import sys
+import time
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -154,6 +155,11 @@ def host_info(device: Any, threads: int | None = None) -> dict[str, Any]:
     if ray is not None and ray.is_initialized() and ray.get_runtime_context().worker.mode == ray.WORKER_MODE:
         info["ray_node"] = ray.get_runtime_context().get_node_id()
     return info
+
+
+def utc_now() -> str:
+    """The timestamp format of records and cards: ISO 8601, UTC, whole seconds."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 @lru_cache(maxsize=1)

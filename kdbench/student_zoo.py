@@ -33,6 +33,7 @@ from .budget import Budget
 from .env import kdbench_home
 from .errors import UsageError
 from .fsutil import atomic_path, atomic_write_text, sha256_file
+from .results import utc_now
 from .train import train
 from .zoo import recipe_key
 
@@ -150,6 +151,6 @@ def _train(build: Callable[[], nn.Module], method: Method, teacher: nn.Module, f
             "seconds": round(time.perf_counter() - started, 3), "train_seconds": round(result.seconds, 3),
             "steps": result.steps, "examples": len(examples), "terms": result.terms,
             "params": sum(v.numel() for v in body.values()), "device": str(device),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "created": utc_now()}
     atomic_write_text(folder / "card.json", json.dumps(card, indent=2, sort_keys=True))
     return body, card

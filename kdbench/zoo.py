@@ -25,6 +25,7 @@ from .api import Budget, Pair, Splits
 from .env import kdbench_home
 from .errors import UsageError
 from .fsutil import atomic_path, atomic_write_text, sha256_file, writable_dir_problem
+from .results import utc_now
 from .train import SupervisedLoss, accuracy, predict, set_teacher_frozen, train
 
 TEACHER_SEED = 0
@@ -165,7 +166,7 @@ class Zoo:
             "train_seconds": round(time.perf_counter() - started, 3),
             "data_fingerprint": splits.fingerprint,
             "sha256": sha256_file(weights),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "created": utc_now(),
         }
         atomic_write_text(folder / "card.json", json.dumps(card, indent=2, sort_keys=True))
         return Teacher(model, card)
