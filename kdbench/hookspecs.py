@@ -46,6 +46,18 @@ def kdbench_report_notes(deltas: Any) -> list[str] | None:
 
 
 @hookspec
+def kdbench_report_sections(deltas: Any) -> list[str] | None:
+    """Return a markdown section of your own (a `## heading`, then its lines) for the
+    report, placed after its summary; None or [] when the records hold nothing for it.
+
+    `deltas` is the view `kdbench_report_notes` gets, plus `deltas.methods(pair, profile,
+    scenario)` (row name → hyper-parameters), `deltas.accuracy(pair, profile, scenario,
+    method)` ((mean test accuracy, seeds, test examples) or None) and
+    `deltas.teacher_accuracy(pair, profile)`. A paper's protocol, reproduced, lives here.
+    """
+
+
+@hookspec
 def kdbench_record_written(record: dict[str, Any]) -> None:
     """Called after every record is written, with the record as a dict (for sinks).
 

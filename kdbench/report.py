@@ -48,11 +48,12 @@ class Context:
             registry = load_registry()
         return cls(registry.baselines(), registry)
 
-    def notes(self, frame: pd.DataFrame) -> list[str]:
-        """Lines from every `kdbench_report_notes` hook, for "When does distillation pay?"."""
-        if self.registry is None or self.reference is None:
+    def notes(self, frame: pd.DataFrame, hook: str = "kdbench_report_notes") -> list[str]:
+        """Lines from every implementation of a report hook (default: the notes for
+        "When does distillation pay?"), in plugin registration order."""
+        if self.registry is None or self.reference is None or frame.empty:
             return []
-        answers = self.registry.pm.hook.kdbench_report_notes(deltas=Deltas(frame, self.reference))
+        answers = getattr(self.registry.pm.hook, hook)(deltas=Deltas(frame, self.reference))
         return [line for lines in reversed(answers) for line in (lines or [])]
 
 
@@ -166,7 +167,8 @@ def render_markdown(
         summary.append(verdict_line)
     pays = when_it_pays(frame, ctx)
     if summary:
-        lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays]
+        lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays,
+                                        *ctx.notes(frame, "kdbench_report_sections")]
     if failed:
         lines += ["## Failed cells", ""]
         lines += [f"- {r['pair']}/{r['method']}/seed{r['seed']}: {r.get('error', '?')}" for r in failed]

@@ -8,6 +8,7 @@ never counts as significant.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -73,7 +74,24 @@ def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
         for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
     ]
+    frame["method"] = variant_labels([r for r in records if r.get("status") == "ok"])
     return frame.sort_values(["pair", "method", "seed"], kind="stable").reset_index(drop=True)
+
+
+def variant_labels(records: list[dict[str, Any]]) -> list[str]:
+    """Each record's method, named apart when the records hold one method at several
+    hyper-parameter settings: `hinton[temperature=20.0]` beside `hinton[temperature=4.0]`,
+    naming only the keys whose values differ, so a sweep's cells are never averaged together."""
+    settings: dict[str, dict[str, set[str]]] = {}
+    for r in records:
+        for key, value in (r.get("hparams") or {}).items():
+            settings.setdefault(r["method"], {}).setdefault(key, set()).add(json.dumps(value, sort_keys=True))
+    labels = []
+    for r in records:
+        varied = sorted(k for k, v in settings.get(r["method"], {}).items() if len(v) > 1)
+        hp = r.get("hparams") or {}
+        labels.append(r["method"] + (f"[{','.join(f'{k}={hp.get(k)}' for k in varied)}]" if varied else ""))
+    return labels
 
 
 def delta_between(group: pd.DataFrame, method: str, baseline: str) -> PairedDelta | None:
@@ -134,12 +152,35 @@ class Deltas:
         return [(pair, profile, sorted(g["scenario"].unique()))
                 for (pair, profile), g in self.frame.groupby(["pair", "profile"], sort=True)]
 
+    def _rows(self, pair: str, profile: str, scenario: str) -> pd.DataFrame:
+        f = self.frame
+        return f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
+
     def delta(self, pair: str, profile: str, scenario: str, method: str,
               baseline: str | None = None) -> "PairedDelta | None":
-        """Δ(method − baseline), the reference by default; None when either has no records."""
-        f = self.frame
-        g = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
-        return delta_between(g, method, baseline or self.reference)
+        """Δ(method − baseline), the reference by default; None when either has no records.
+        `method` is a table's row name (`hinton`, or `hinton[temperature=20.0]` in a sweep)."""
+        return delta_between(self._rows(pair, profile, scenario), method, baseline or self.reference)
+
+    def methods(self, pair: str, profile: str, scenario: str) -> dict[str, dict[str, Any]]:
+        """Each row name in that table → its hyper-parameters (of its first record)."""
+        g = self._rows(pair, profile, scenario)
+        hp_columns = [c for c in g.columns if c.startswith("hparams.")]
+        return {m: {c.removeprefix("hparams."): rows.iloc[0][c] for c in hp_columns if pd.notna(rows.iloc[0][c])}
+                for m, rows in g.groupby("method", sort=True)}
+
+    def accuracy(self, pair: str, profile: str, scenario: str, method: str) -> tuple[float, int, int] | None:
+        """(mean test accuracy, seeds, test examples) of a row, or None."""
+        rows = self._rows(pair, profile, scenario)
+        rows = rows[rows["method"] == method]
+        if rows.empty:
+            return None
+        examples = rows.iloc[0].get("scenario_info.test_examples")
+        return float(rows["metrics.test_acc"].mean()), len(rows), int(examples) if pd.notna(examples) else 0
+
+    def teacher_accuracy(self, pair: str, profile: str) -> float | None:
+        rows = self.frame[(self.frame["pair"] == pair) & (self.frame["profile"] == profile)]
+        return None if rows.empty else float(rows.iloc[0]["metrics.teacher_test_acc"])
 
 
 @dataclass(frozen=True)

@@ -159,3 +159,14 @@ def test_without_baselines_the_report_gives_no_verdict():
     records = [_record("hinton", s, 0.82) for s in range(2)]
     text = render_markdown(records, registry=NoPlugins(pm=None))
     assert "No baseline method is installed, so no verdict." in text and "Δ vs" not in text
+
+
+def test_one_method_at_two_settings_gets_two_rows_never_one_average():
+    records = [_record("student-only", s, 0.80 + s / 100) for s in range(2)]
+    records += [{**_record("hinton", s, 0.82 + s / 100 + 0.001 * s), "hparams": {"temperature": 4.0, "alpha": 0.5}}
+                for s in range(2)]
+    records += [{**_record("hinton", s, 0.70 + s / 100 + 0.002 * s), "hparams": {"temperature": 20.0, "alpha": 0.5}}
+                for s in range(2)]
+    text = render_markdown(records)
+    rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| hinton")]
+    assert rows == ["hinton[temperature=20.0]", "hinton[temperature=4.0]"]
