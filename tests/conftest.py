@@ -31,6 +31,22 @@ def registry():
     return load_registry()
 
 
+@pytest.fixture(scope="session")
+def grid_out(tmp_path_factory: pytest.TempPathFactory):
+    """Run `kdbench run ARGS` in-process into a fresh folder; assert it succeeded; return the folder."""
+    from click.testing import CliRunner
+
+    from kdbench.cli import cli
+
+    def run(*args: str, name: str = "grid") -> Path:
+        out = tmp_path_factory.mktemp(name)
+        result = CliRunner().invoke(cli, ["run", *args, "--out", str(out)], catch_exceptions=False)
+        assert result.exit_code == 0, result.output
+        return out
+
+    return run
+
+
 @pytest.fixture
 def cli_run(tmp_path: Path):
     """Run the CLI in-process; returns (exit_code, stdout, stderr)."""

@@ -18,15 +18,8 @@ def _losses(out):
 
 
 @pytest.fixture(scope="module")
-def plain_run(tmp_path_factory):
-    from click.testing import CliRunner
-
-    from kdbench.cli import cli
-
-    out = tmp_path_factory.mktemp("plain")
-    result = CliRunner().invoke(cli, ["run", *GRID, "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
+def plain_run(grid_out):
+    return grid_out(*GRID, name="plain")
 
 
 def test_logits_only_methods_use_the_teacher_cache(plain_run):

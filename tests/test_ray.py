@@ -49,15 +49,8 @@ def _numbers(out):
 
 
 @pytest.fixture(scope="module")
-def local_run(tmp_path_factory):
-    from click.testing import CliRunner
-
-    from kdbench.cli import cli
-
-    out = tmp_path_factory.mktemp("local")
-    result = CliRunner().invoke(cli, ["run", *GRID, "--out", str(out)], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return out
+def local_run(grid_out):
+    return grid_out(*GRID, name="local")
 
 
 def test_a_two_node_cluster_gives_the_local_records(local_run, tmp_path, cli_run):
