@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .accel import Accel
-from .api import Budget, Forward, Method, Pair, Schedule, Splits, TensorData
+from .api import Budget, Forward, Method, Outputs, Pair, Schedule, Splits, TensorData
 from .data import limit
 from .fidelity import agreement, kl_teacher_student
 from .measure import count_params
@@ -84,16 +84,16 @@ def student_adapters(student: nn.Module, method: Method, data: TensorData, sched
 
 def train_student(student: nn.Module, method: Method, data: TensorData, budget: Budget, schedule: Schedule,
                   forward: Forward, *, seed: int, teacher: nn.Module | None, adapters: nn.Module | None,
-                  teacher_logits: Tensor | None = None, **loop: Any) -> TrainResult:
-    """The one training loop at `seed + 2`, with the live teacher unless its logits are cached.
+                  teacher_cached: Tensor | Outputs | None = None, **loop: Any) -> TrainResult:
+    """The one training loop at `seed + 2`, with the live teacher unless its outputs are cached.
 
     `loop` passes `on_step` and `evaluate` through to `kdbench.train.train`."""
     use_teacher = method.uses_teacher
-    live = use_teacher and teacher_logits is None
+    live = use_teacher and teacher_cached is None
     torch.manual_seed(seed + 2)
     return train(student, method, data, budget, schedule, forward, seed=seed,
                  teacher=teacher if live else None, adapters=adapters,
-                 teacher_logits=teacher_logits if use_teacher else None, **loop)
+                 teacher_logits=teacher_cached if use_teacher else None, **loop)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class PreparedPair:
     pair: Pair
     splits: Splits
     teacher: Teacher
-    train_logits: dict[str, Tensor] = field(default_factory=dict)  # teacher sha256 → cached train logits
+    train_logits: dict[str, Tensor | Outputs | None] = field(default_factory=dict)  # teacher (and taps) → cached
     test_logits: dict[str, Tensor] = field(default_factory=dict)  # teacher sha256 → test logits
     variants: dict[float, Teacher] = field(default_factory=dict)  # steps fraction → weaker teacher
 
@@ -127,19 +127,19 @@ class Job:
                 "teacher_sha256": self.teacher.sha256, "scenario": self.cell.scenario}
 
 
-def run_cell(job: Job, record: Record, accel: Accel, *, teacher_logits: Tensor | None = None,
+def run_cell(job: Job, record: Record, accel: Accel, *, teacher_cached: Tensor | Outputs | None = None,
              teacher_test_logits: Tensor | None = None, progress: bool = False) -> Record:
     """Train and evaluate one cell into `record` (a head with identity, provenance and costs).
 
-    `teacher_logits` are the cached teacher logits over the whole train split (the
-    scenario's subset is taken here). A failure is recorded, never raised: one broken
+    `teacher_cached` are the cached teacher logits (or outputs) over the whole train
+    split (the scenario's subset is taken here). A failure is recorded, never raised: one broken
     cell must not stop the grid."""
     record.created, record.threads, record.host = utc_now(), torch.get_num_threads(), host_info(accel.device)
     started = time.perf_counter()
     bar = tqdm(desc=f"{job.cell.pair}/{job.cell.method}/seed{job.cell.seed}", total=job.budget.steps,
                leave=False, disable=not progress)
     try:
-        _train_and_evaluate(job, record, accel, teacher_logits, teacher_test_logits, lambda s, l: bar.update(1))
+        _train_and_evaluate(job, record, accel, teacher_cached, teacher_test_logits, lambda s, l: bar.update(1))
         record.status = "ok"
     except NumericalFault as exc:
         record.fail(str(exc), failure={"step": exc.step, "term": exc.term})
@@ -162,14 +162,15 @@ def _plugin_frame(exc: BaseException, job: Job) -> str | None:
     return f"{f.filename}:{f.lineno}: {(f.line or '').strip()}"
 
 
-def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: Tensor | None,
+def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_cached: Tensor | Outputs | None,
                         teacher_test_logits: Tensor | None, on_step: Callable[[int, float], None]) -> None:
     pair, splits, seed = job.prepared.pair, job.prepared.splits, job.cell.seed
     forward = accel.forward(pair.forward)
     student_data = job.scenario.apply(splits.train, splits.num_classes, seed)
     record.scenario_info = {**student_data.info, "val_examples": len(splits.val), "test_examples": len(splits.test)}
-    if teacher_logits is not None and student_data.indices is not None:
-        teacher_logits = teacher_logits[student_data.indices.to(teacher_logits.device)]
+    if teacher_cached is not None and student_data.indices is not None:
+        teacher_cached = (teacher_cached.rows(student_data.indices) if isinstance(teacher_cached, Outputs)
+                          else teacher_cached[student_data.indices.to(teacher_cached.device)])
     student = init_student(pair, job.teacher.model, splits.num_classes, seed, accel.model)
     adapters = student_adapters(student, job.method, student_data.data, job.schedule, forward,
                                 job.teacher.model, seed, accel.model)
@@ -179,13 +180,13 @@ def _train_and_evaluate(job: Job, record: Record, accel: Accel, teacher_logits: 
     check = (representation_check(student, job.teacher.model, forward, splits.val.take(CHECK_EXAMPLES), pair.taps)
              if job.method.phases() else None)  # a collapse at a phase boundary shows in the record
     result = train_student(student, job.method, student_data.data, job.budget, job.schedule, forward, seed=seed,
-                           teacher=job.teacher.model, adapters=adapters, teacher_logits=teacher_logits,
+                           teacher=job.teacher.model, adapters=adapters, teacher_cached=teacher_cached,
                            on_step=on_step, phase_check=check,
                            evaluate=lambda: accuracy(predict(student, forward, curve_val), curve_val.y))
     if teacher_test_logits is None:
         teacher_test_logits = predict(job.teacher.model, forward, splits.test)
     _evaluate(record, student, forward, pair, splits, teacher_test_logits)
-    live = job.method.uses_teacher and teacher_logits is None
+    live = job.method.uses_teacher and teacher_cached is None
     record.train = {"steps": result.steps, "seconds": round(result.seconds, 4),
                     "teacher_seconds": round(result.teacher_seconds, 4),
                     "teacher": ("live" if live else "cached") if job.method.uses_teacher else "none",

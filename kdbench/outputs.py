@@ -10,6 +10,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import Tensor
 
 #: Every tap a model can expose. `logits` is always there.
@@ -46,3 +47,16 @@ class Outputs:
             return v
 
         return Outputs(**{f.name: _d(getattr(self, f.name)) for f in dataclasses.fields(self)})
+
+    def rows(self, idx: Tensor, dtype: torch.dtype | None = None) -> "Outputs":
+        """Examples `idx` of every tensor (a batch out of outputs cached for a whole split);
+        floating tensors cast to `dtype` when given."""
+        def _r(v: Any) -> Any:
+            if isinstance(v, Tensor):
+                v = v[idx.to(v.device)]
+                return v.to(dtype) if dtype is not None and v.is_floating_point() else v
+            if isinstance(v, (list, tuple)):
+                return [_r(t) for t in v]
+            return v
+
+        return Outputs(**{f.name: _r(getattr(self, f.name)) for f in dataclasses.fields(self)})

@@ -1,17 +1,27 @@
-"""Teacher-output cache: the frozen teacher's logits over the training split, computed once.
+"""Teacher-output cache: the frozen teacher's outputs over the training split, computed once.
 
-For methods that read only logits, on pairs without random augmentation, the teacher's
-output for a training example never changes, so it is computed once per (teacher
-sha256, dataset, profile, precision) and reused across methods and seeds. Logits are
-computed in chunks of the training batch size (the last chunk padded to it), under the
-run's forward (autocast, memory format), so each row goes through the same kernels as in
-a live forward of a training batch.
+On pairs without random augmentation the teacher's output for a training example never
+changes, so it is computed once and reused across methods and seeds:
+
+* logits (methods that read only logits): once per (teacher sha256, dataset, profile,
+  precision), in fp32, in a checksummed file next to the teacher;
+* every other tap a method reads (stage features, hidden states, attentions): once per
+  run and (teacher, taps), in memory, in half precision (`TAP_CACHE_DTYPE`; the losses stay
+  within 1e-3 relative of the live teacher's, see tests/test_tap_cache.py), up to
+  `TAP_CACHE_BYTES`; beyond that, or when the taps' shapes vary from batch to batch, the
+  teacher runs live.
+
+Outputs are computed in chunks of the training batch size (the last chunk padded to it),
+under the run's forward (autocast, memory format), so each row goes through the same
+kernels as in a live forward of a training batch.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import warnings
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -19,14 +29,23 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 from .accel import Accel
-from .api import Method, Pair, Splits
+from .api import Method, Outputs, Pair, Splits
 from .fsutil import atomic_path
 from .zoo import Teacher, Zoo
 
 
+#: Taps beyond logits are cached only while they fit in this many bytes.
+TAP_CACHE_BYTES = 4 * 2**30
+TAP_CACHE_DTYPE = torch.float16
+
+
 def cacheable(method: Method | type[Method], pair: Pair) -> bool:
-    """Whether `method` on `pair` can use cached teacher logits instead of live forwards."""
-    return method.uses_teacher and set(method.needs) <= {"logits"} and not pair.augmented
+    """Whether `method` on `pair` can use cached teacher outputs instead of live forwards."""
+    return method.uses_teacher and not pair.augmented
+
+
+def logits_only(method: Method | type[Method]) -> bool:
+    return set(method.needs) <= {"logits"}
 
 
 def cache_file(zoo: Zoo, teacher: Teacher, splits: Splits, profile: str, precision: str = "fp32") -> Path:
@@ -81,3 +100,48 @@ def teacher_logits(zoo: Zoo, teacher: Teacher, pair: Pair, splits: Splits, profi
         save_file({"logits": logits.cpu().contiguous()}, str(tmp),
                   metadata={"teacher_sha256": teacher.sha256, "logits_sha256": logits_sha256(logits)})
     return logits
+
+
+def _tensors(out: Outputs) -> list[Tensor]:
+    return [t for f in dataclasses.fields(out) for v in [getattr(out, f.name)]
+            for t in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(t, Tensor)]
+
+
+def _stack(chunks: list[Outputs], n: int) -> Outputs | None:
+    """The chunks' tensors concatenated example-wise (first `n` rows); None when their shapes differ."""
+    def cat(values: list[Any]) -> Any:
+        if values[0] is None:
+            return None
+        if isinstance(values[0], (list, tuple)):
+            return [cat([v[i] for v in values]) for i in range(len(values[0]))]
+        if len({tuple(v.shape[1:]) for v in values}) > 1:
+            raise ValueError("shapes vary")
+        return torch.cat(values)[:n]
+
+    try:
+        return Outputs(**{f.name: cat([getattr(c, f.name) for c in chunks]) for f in dataclasses.fields(Outputs)})
+    except ValueError:
+        return None
+
+
+@torch.no_grad()
+def teacher_outputs(teacher: Teacher, pair: Pair, splits: Splits, taps: frozenset[str], batch_size: int,
+                    accel: Accel | None = None, cap: int | None = None) -> Outputs | None:
+    """The teacher's `taps` (and logits, and the text mask) over the train split, in
+    `TAP_CACHE_DTYPE`; None when they would take more than `cap` bytes (default
+    `TAP_CACHE_BYTES`) or their shapes vary between batches."""
+    model, data = teacher.model, splits.train
+    forward = accel.forward(pair.forward) if accel is not None else pair.forward
+    needs, n = frozenset(taps) | {"logits"}, len(data)
+    model.eval()
+    first = forward(model, data.take(batch_size).x, needs)
+    per_example = sum(t[0].numel() * (TAP_CACHE_DTYPE.itemsize if t.is_floating_point() else t.element_size())
+                      for t in _tensors(first))
+    if per_example * n > (TAP_CACHE_BYTES if cap is None else cap):
+        return None
+    chunks = []
+    for start in range(0, n, batch_size):
+        idx = torch.arange(start, start + batch_size, device=data.y.device).clamp_(max=n - 1)
+        out = forward(model, data.index(idx).x, needs)
+        chunks.append(out.rows(torch.arange(min(batch_size, n - start)), TAP_CACHE_DTYPE))
+    return _stack(chunks, n)

@@ -117,7 +117,7 @@ def train(
     seed: int,
     lr: float | None = None,
     teacher: nn.Module | None = None,
-    teacher_logits: Tensor | None = None,
+    teacher_logits: Tensor | Outputs | None = None,
     adapters: nn.Module | None = None,
     on_step: Callable[[int, float], None] | None = None,
     evaluate: Callable[[], float] | None = None,
@@ -128,7 +128,8 @@ def train(
 
     `data` must already be on the training device. The data order comes from `seed`
     alone, so every method sees the same batches. `teacher_logits`, when given, are
-    the cached teacher logits for every training example and replace teacher forwards.
+    the cached teacher logits (a tensor) or outputs (`Outputs`, any taps) for every
+    training example, and replace teacher forwards.
 
     Phases (`Method.phases`) run one after another inside the one budget, each with a
     fresh optimizer and its own schedule: phase i ends at its cumulative fraction of the
@@ -190,7 +191,7 @@ class _Loop:
     order: Any  # an iterator of index tensors (see `kdbench.data.batch_indices`)
     total_steps: int | None
     teacher: nn.Module | None
-    teacher_logits: Tensor | None
+    teacher_logits: Tensor | Outputs | None
     on_step: Callable[[int, float], None] | None
     evaluate: Callable[[], float] | None
     phase_check: Callable[[], dict[str, Any]] | None
@@ -247,7 +248,9 @@ class _Loop:
         t_out = None
         if self.teacher is not None or self.teacher_logits is not None:
             t0 = clock()
-            if self.teacher_logits is not None:
+            if isinstance(self.teacher_logits, Outputs):  # cached taps, stored in half precision
+                t_out = self.teacher_logits.rows(idx, torch.float32)
+            elif self.teacher_logits is not None:
                 t_out = Outputs(logits=self.teacher_logits[idx])
             else:
                 with torch.no_grad():

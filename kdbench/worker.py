@@ -16,7 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .accel import Accel, resolve_device
-from .api import Pair, Splits
+from .api import Outputs, Pair, Splits
 from .cell import Job, PreparedPair, load_splits, run_cell
 from .executors import Dispatch
 from .measure import LATENCY_SECONDS, pair_costs
@@ -25,7 +25,7 @@ from .plugins import Registry, load_registry
 from .record import Record
 from .results import host_info
 from .scenarios import get as get_scenario
-from .teacher_cache import cacheable, teacher_logits
+from .teacher_cache import cacheable, logits_only, teacher_logits, teacher_outputs
 from .train import predict
 from .zoo import Teacher, Zoo
 
@@ -127,15 +127,23 @@ class CellWorker:
         record.set_costs(costs)
         return record
 
-    def train_logits(self, job: Job) -> torch.Tensor | None:
-        """The teacher's train logits when the job's method may use them (once per pair and teacher)."""
+    def train_outputs(self, job: Job) -> torch.Tensor | Outputs | None:
+        """The teacher's train-split outputs when the job's method may use them: its logits
+        (a tensor) for logits-only methods, else the taps it reads (`Outputs`) while they fit
+        the cache; None: the teacher runs live. Once per pair, teacher and taps."""
         if not (self.config.teacher_cache and cacheable(job.method, job.prepared.pair)):
             return None
-        cache, teacher = job.prepared.train_logits, job.teacher
-        if teacher.sha256 not in cache:
-            cache[teacher.sha256] = teacher_logits(self.zoo, teacher, job.prepared.pair, job.prepared.splits,
-                                                   self.config.profile, self.accel)
-        return cache[teacher.sha256]
+        prepared, teacher = job.prepared, job.teacher
+        taps = frozenset(job.method.needs) | {"logits"}
+        key = teacher.sha256 if logits_only(job.method) else f"{teacher.sha256}:{','.join(sorted(taps))}"
+        if key not in prepared.train_logits:
+            if logits_only(job.method):
+                prepared.train_logits[key] = teacher_logits(self.zoo, teacher, prepared.pair, prepared.splits,
+                                                            self.config.profile, self.accel)
+            else:
+                prepared.train_logits[key] = teacher_outputs(teacher, prepared.pair, prepared.splits, taps,
+                                                             job.schedule.batch_size, self.accel)
+        return prepared.train_logits[key]
 
     def test_logits(self, job: Job) -> torch.Tensor:
         """The teacher's test logits, for fidelity metrics (once per pair and teacher)."""
@@ -147,13 +155,13 @@ class CellWorker:
 
     def warm(self, job: Job) -> None:
         """Compute the job's cached teacher outputs now (before workers fork, so they inherit them)."""
-        self.train_logits(job)
+        self.train_outputs(job)
         self.test_logits(job)
 
     # -- the executor's side -------------------------------------------------------------------
     def __call__(self, task: Task) -> dict[str, Any]:
         job = self.job(task.cell)
-        record = run_cell(job, task.record.copy(), self.accel, teacher_logits=self.train_logits(job),
+        record = run_cell(job, task.record.copy(), self.accel, teacher_cached=self.train_outputs(job),
                           teacher_test_logits=self.test_logits(job), progress=self.progress)
         return record.as_dict()
 

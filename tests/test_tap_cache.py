@@ -1,0 +1,62 @@
+"""Every teacher tap a method reads is cached once, in half precision, within a memory cap;
+the losses stay within 1e-3 of the live teacher's, and the live teacher runs where a
+cache would be wrong (augmented pairs) or too big."""
+from __future__ import annotations
+
+import pytest
+
+from kdbench.results import load_records
+
+SMOKE = ["--pairs", "resnet-cnn", "--profile", "smoke", "--seeds", "1", "--quiet", "--threads", "1"]
+
+AUGMENTED_PAIR = '''
+from kdbench import hookimpl
+from kdbench_plugins.resnet_cnn import ResNetCNN
+
+
+class Augmented(ResNetCNN):
+    """resnet-cnn whose training batches are said to be randomly augmented (a test pair)."""
+    name = "resnet-cnn-augmented"
+    augmented = True
+
+
+@hookimpl
+def kdbench_pairs():
+    return [Augmented]
+'''
+
+
+def _record(out, method: str) -> dict:
+    return next(r for r in load_records([out]) if r["method"] == method)
+
+
+@pytest.fixture(scope="module")
+def cached_and_live(grid_out):
+    return (grid_out("--methods", "fitnet,ofa", *SMOKE, name="cached"),
+            grid_out("--methods", "fitnet,ofa", *SMOKE, "--no-teacher-cache", name="live"))
+
+
+@pytest.mark.parametrize("method", ["fitnet", "ofa"])
+def test_cached_taps_give_the_live_teachers_losses_within_1e_3(cached_and_live, method):
+    cached, live = (_record(out, method) for out in cached_and_live)
+    assert (cached["train"]["teacher"], live["train"]["teacher"]) == ("cached", "live")
+    assert cached["losses"] == pytest.approx(live["losses"], rel=1e-3)
+
+
+def test_an_augmented_pair_runs_its_teacher_live(cli_run, tmp_path):
+    plugin = tmp_path / "augmented.py"
+    plugin.write_text(AUGMENTED_PAIR)
+    code, _, err = cli_run("run", "--plugin", str(plugin), "--methods", "fitnet", *SMOKE, "--pairs",
+                           "resnet-cnn-augmented", "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert _record(tmp_path / "out", "fitnet")["train"]["teacher"] == "live"
+
+
+def test_taps_beyond_the_cap_leave_the_teacher_live(cli_run, tmp_path, monkeypatch):
+    from kdbench import teacher_cache
+
+    monkeypatch.setattr(teacher_cache, "TAP_CACHE_BYTES", 1024)
+    code, _, err = cli_run("run", "--methods", "fitnet,hinton", *SMOKE, "--out", str(tmp_path / "out"))
+    assert code == 0, err
+    assert _record(tmp_path / "out", "fitnet")["train"]["teacher"] == "live"
+    assert _record(tmp_path / "out", "hinton")["train"]["teacher"] == "cached"  # logits are not capped
