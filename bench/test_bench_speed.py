@@ -9,7 +9,9 @@ each failing when its target is missed.
     must be identical — target ≤ 0.7 at quick size, < 1 at smoke size (where process
     start and pair preparation, which are serial, dominate);
 (d) why (c) is bounded on few cores: the same cells on all cores' threads vs one thread —
-    all cores must beat one thread.
+    all cores must beat one thread;
+(h) feature and hidden-state methods with their teacher taps cached vs `student-only` —
+    target ≤ 1.3.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ from kdbench.train import train
 from kdbench.worker import CellWorker
 
 STEPS, ROUNDS = 20, 5
-TARGETS = {"overhead": 1.05, "cache": 1.15, "jobs-quick": 0.7, "jobs-smoke": 1.0}
+TARGETS = {"overhead": 1.05, "cache": 1.15, "jobs-quick": 0.7, "jobs-smoke": 1.0, "taps": 1.3}
 
 
 def _state(pair_name: str, profile: str = "smoke"):
@@ -185,3 +187,34 @@ def test_thread_scaling(benchmark, report_ratio, tmp_path):
                  f"({med[1]:.1f} s vs {med[cores]:.1f} s, median of {ROUNDS}); so --jobs {cores} / --jobs 1 "
                  f"cell time >= {floor:.2f}; identical accuracies: {accs[cores] == accs[1]}")
     assert cores == 1 or scaling > 1.0  # intra-op threads must pay, or --threads defaults are wrong
+
+
+@pytest.mark.parametrize("pair_name, method_name", [("resnet-cnn", "fitnet"), ("resnet-cnn", "ofa"),
+                                                    ("minilm-tiny4", "distilbert"), ("minilm-tiny4", "tinybert")])
+def test_tap_cache(benchmark, report_ratio, pair_name, method_name):
+    """(h) A feature or hidden-state method's step with its teacher taps cached / `student-only`'s
+    step, on its pair at quick size — target ≤ 1.3 (the live teacher reported beside it)."""
+    from kdbench.cell import student_adapters, train_student
+    from kdbench.plan import Cell
+
+    registry, worker, st, student = _state(pair_name, profile="quick")
+    job = worker.job(Cell(pair_name, method_name, 0))
+    cached = worker.train_outputs(job)
+    assert cached is not None, "the taps did not fit the cache"
+    method, alone = job.method, registry.method("student-only").obj()
+    adapters = student_adapters(student, method, st.splits.train, job.schedule, st.pair.forward, st.teacher.model, 0,
+                                worker.accel.model)
+
+    def run(m, **kw):
+        return lambda: train_student(student, m, st.splits.train, Budget(steps=STEPS), job.schedule, st.pair.forward,
+                                     seed=0, teacher=st.teacher.model, **kw)
+
+    med = _interleaved({"student-only": run(alone, adapters=None),
+                        "cached": run(method, adapters=adapters, teacher_cached=cached),
+                        "live": run(method, adapters=adapters)})
+    benchmark.pedantic(run(method, adapters=adapters, teacher_cached=cached), rounds=1, iterations=1)
+    ratio = med["cached"] / med["student-only"]
+    report_ratio(f"(h) {method_name} on {pair_name} (quick): step with cached taps / student-only = {ratio:.3f} "
+                 f"(target <= {TARGETS['taps']}); live teacher / student-only = "
+                 f"{med['live'] / med['student-only']:.3f}")
+    assert ratio <= TARGETS["taps"]
