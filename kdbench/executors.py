@@ -23,8 +23,10 @@ import multiprocessing as mp
 import os
 import queue
 import socket
+import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from .errors import UsageError
@@ -57,6 +59,25 @@ class Dispatch:
     def cell_threads(self, jobs: int | None = None) -> int:
         """`threads`, else the cores shared among `jobs` workers."""
         return self.threads or max(1, (os.cpu_count() or 1) // (jobs or self.jobs))
+
+
+def busy_cores(interval: float = 0.25, stat: str = "/proc/stat") -> int:
+    """How many cores other work keeps more than half busy right now (Linux; 0 elsewhere).
+
+    Intra-op threads that share a core with another process wait for it at every
+    parallel region, so a run with a thread per core slows far more than the lost core;
+    the runner warns, and `--threads` fixes the thread count."""
+    def sample() -> list[tuple[int, int]]:
+        rows = [line.split() for line in Path(stat).read_text().splitlines() if line.startswith("cpu")][1:]
+        return [(sum(map(int, r[1:])), int(r[4]) + int(r[5])) for r in rows]  # (total, idle + iowait)
+
+    try:
+        before = sample()
+        time.sleep(interval)
+        after = sample()
+    except (OSError, ValueError, IndexError):
+        return 0
+    return sum(1 for (t0, i0), (t1, i1) in zip(before, after) if t1 > t0 and 1 - (i1 - i0) / (t1 - t0) > 0.5)
 
 
 def _set_threads(n: int) -> int:

@@ -6,6 +6,7 @@ command resumes it. What a cell does lives in `kdbench.cell`, what a worker hold
 """
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .errors import UsageError
-from .executors import EXECUTORS, Dispatch
+from .executors import EXECUTORS, Dispatch, busy_cores
 from .fsutil import clean_stale_tmp, writable_dir_problem
 from .plan import Cell, RunConfig, by_pair
 from .plugins import Registry
@@ -70,6 +71,11 @@ class Runner:
         executor at once: workers never wait for a pair boundary, and every latency is
         measured before any worker starts, on an otherwise idle machine."""
         self.prepare()
+        busy = busy_cores() if self.config.threads is None and self.config.executor == "local" else 0
+        if busy:
+            self.notify(f"{busy} of {os.cpu_count()} cores are busy with other work; a cell with a thread per core "
+                        "then waits for them at every step: give --threads (e.g. --threads "
+                        f"{max(1, (os.cpu_count() or 1) - busy)}) on a shared machine")
         summary = Summary()
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         grid.refresh()  # shown from the first second, while pairs are prepared

@@ -149,3 +149,16 @@ def test_a_dead_worker_leaves_a_record_with_the_same_provenance(tmp_path, cli_ru
     assert ok["status"] == "ok" and dead["status"] == "failed"
     assert PROVENANCE <= set(ok) and PROVENANCE <= set(dead)
     assert dead["params"]["student"] == ok["params"]["student"] and dead["host"]["cpu"] == ok["host"]["cpu"]
+
+
+def test_busy_cores_counts_cores_that_other_work_keeps_busy(tmp_path, monkeypatch):
+    """From two /proc/stat samples: cpu0 98% busy, cpu1 10% busy → one busy core."""
+    from kdbench import executors
+
+    stat = tmp_path / "stat"
+    samples = iter([
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 100 0 0 100 0 0 0 0\ncpu1 100 0 0 100 0 0 0 0\n",
+        "cpu  0 0 0 0 0 0 0 0\ncpu0 198 0 0 102 0 0 0 0\ncpu1 110 0 0 190 0 0 0 0\n",
+    ])
+    monkeypatch.setattr(executors.Path, "read_text", lambda self, *a, **k: next(samples))
+    assert executors.busy_cores(interval=0, stat=str(stat)) == 1
