@@ -127,9 +127,8 @@ def train(
     """Train `student` (and `adapters`) with `method` until `budget` is spent.
 
     `data` must already be on the training device. The data order comes from `seed`
-    alone, so every method sees the same batches. `teacher_logits`, when given, are
-    the cached teacher logits (a tensor) or outputs (`Outputs`, any taps) for every
-    training example, and replace teacher forwards.
+    alone, so every method sees the same batches. `teacher_logits`, when given, are the
+    cached teacher logits (a tensor) or `Outputs` of every training example: no teacher forwards.
 
     Phases (`Method.phases`) run one after another inside the one budget, each with a
     fresh optimizer and its own schedule: phase i ends at its cumulative fraction of the

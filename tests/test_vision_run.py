@@ -33,7 +33,8 @@ def test_teacher_is_unchanged_by_feature_distillation(pair_name, tmp_path, regis
     from kdbench.plan import Cell, RunConfig
     from kdbench.worker import CellWorker, Task
 
-    worker = CellWorker(RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=3), registry)
+    worker = CellWorker(RunConfig(profile="smoke", out=tmp_path, progress=False, budget_steps=3,
+                                  teacher_cache=False), registry)  # the teacher runs live, beside the student
     teacher = worker.pair(pair_name).teacher
     before = {k: v.clone() for k, v in teacher.model.state_dict().items()}  # BN running stats too
     costs = worker.costs(worker.pair(pair_name))
