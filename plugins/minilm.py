@@ -257,6 +257,7 @@ class MiniLMTiny4GD(MiniLMTiny4):
     body = ("bert.embeddings.", "bert.encoder.")
 
     def __init__(self) -> None:
+        super().__init__()
         self.profile: str | None = None
         self.student_card: dict[str, Any] | None = None  # the general-distillation card, once built
         self._texts: tuple[list[str], str] | None = None
