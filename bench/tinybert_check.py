@@ -1,10 +1,10 @@
-"""Run kdbench cells with the per-phase representation check on, and print it.
+"""Run kdbench cells with the representation check on for every method, and print it.
 
-Until the runner passes `phase_check` to `train` and copies `phases` / `phase_checks`
-into the record (see `kdbench.train.TrainResult`), this script shows them from outside:
-it wraps the worker's `run_cell` and `cell.train_student` and prints, per cell, the
-validation accuracy, the phases, the check at every phase boundary and the student's
-pre-training card (records on disk are unchanged). Arguments are `kdbench run`'s.
+Records keep `phases` and `phase_checks` for methods that declare phases (tinybert);
+this script also runs the check for methods that do not (student-only, to compare
+starting points): it wraps the worker's `run_cell` and `cell.train_student` and prints,
+per cell, the validation accuracy, the phases, the check at the start and at every
+phase boundary, and the student's pre-training card. Arguments are `kdbench run`'s.
 
     KDBENCH_OFFLINE=1 .venv/bin/python bench/tinybert_check.py --pairs minilm-tiny4,minilm-tiny4-gd \
         --methods student-only,tinybert --profile quick --out runs/tinybert-check

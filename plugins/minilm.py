@@ -22,6 +22,14 @@ Students (same tokenizer and vocabulary as the teacher):
   commit c38f216 — teacher 160 steps, student 80, 500 eval examples — seed 0: val 13.4%
   vs 9.2% with a random trainable table, test 16.4% vs 11.0%, the majority class).
 
+- `minilm-tiny4-gd`: the `minilm-tiny4` student (same seeded weights) whose embeddings
+  and encoder are then replaced by a *general-distilled* body (TinyBERT's prerequisite,
+  see `general_distill`): TinyBERT's intermediate-layer losses against this teacher on
+  unlabelled WordNet text of the training synsets (`GD_SCHEDULES`: 600 steps of 32
+  texts at quick), trained once per (teacher sha256, architecture, text, recipe) and
+  cached by `kdbench.student_zoo`; the card is on `self.student_card`. The text comes
+  from the default WordNet location (not `--data-dir`); the pooler and head stay seeded.
+
 Taps: `hidden_states`, `attentions` (pre-softmax scores), `embeddings`, through
 `kdbench.taps`. Batches are trimmed to their longest example before the forward
 pass (inputs are right-padded), which changes no output at a real token; latency
@@ -249,6 +257,7 @@ class MiniLMTiny4GD(MiniLMTiny4):
     body = ("bert.embeddings.", "bert.encoder.")
 
     def __init__(self) -> None:
+        super().__init__()
         self.profile: str | None = None
         self.student_card: dict[str, Any] | None = None  # the general-distillation card, once built
         self._texts: tuple[list[str], str] | None = None
