@@ -103,7 +103,7 @@ class PreparedPair:
     pair: Pair
     splits: Splits
     teacher: Teacher
-    train_logits: dict[str, Tensor | Outputs | None] = field(default_factory=dict)  # teacher (and taps) → cached
+    train_outputs: dict[str, Tensor | Outputs | None] = field(default_factory=dict)  # teacher (and taps) → cache
     test_logits: dict[str, Tensor] = field(default_factory=dict)  # teacher sha256 → test logits
     variants: dict[float, Teacher] = field(default_factory=dict)  # steps fraction → weaker teacher
 

@@ -136,14 +136,14 @@ class CellWorker:
         prepared, teacher = job.prepared, job.teacher
         taps = frozenset(job.method.needs) | {"logits"}
         key = teacher.sha256 if logits_only(job.method) else f"{teacher.sha256}:{','.join(sorted(taps))}"
-        if key not in prepared.train_logits:
+        if key not in prepared.train_outputs:
             if logits_only(job.method):
-                prepared.train_logits[key] = teacher_logits(self.zoo, teacher, prepared.pair, prepared.splits,
+                prepared.train_outputs[key] = teacher_logits(self.zoo, teacher, prepared.pair, prepared.splits,
                                                             self.config.profile, self.accel)
             else:
-                prepared.train_logits[key] = teacher_outputs(teacher, prepared.pair, prepared.splits, taps,
+                prepared.train_outputs[key] = teacher_outputs(teacher, prepared.pair, prepared.splits, taps,
                                                              job.schedule.batch_size, self.accel)
-        return prepared.train_logits[key]
+        return prepared.train_outputs[key]
 
     def test_logits(self, job: Job) -> torch.Tensor:
         """The teacher's test logits, for fidelity metrics (once per pair and teacher)."""
