@@ -113,3 +113,32 @@ def test_teachers_travel_with_the_work_not_through_a_shared_disk(registry, tmp_p
     assert record["status"] == "ok", record.get("error")
     assert record["teacher_sha256"] == job.teacher.sha256
     assert not (zoo / "teachers").exists() or not any((zoo / "teachers").glob("*/model.safetensors"))
+
+
+def test_a_killed_driver_leaves_its_records_and_a_rerun_finishes_the_grid(tmp_path):
+    """The driver of a Ray run SIGKILLed after its first record: the same command, run
+    again, runs only the cells without a record and leaves the others untouched."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "kdbench.cli", "run", *GRID, "--seeds", "3", "--budget-steps", "12",
+           "--executor", "ray", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open(tmp_path / "first.log", "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + 600
+        while proc.poll() is None and time.monotonic() < deadline and not any(out.rglob("seed*.json")):
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)  # the driver and the local Ray it started
+        proc.wait(timeout=60)
+    before = {f: f.read_bytes() for f in out.rglob("seed*.json")}
+    assert 1 <= len(before) < 6, (tmp_path / "first.log").read_text(errors="replace")[-2000:]
+    rerun = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"{6 - len(before)} cells run, {len(before)} reused" in rerun.stdout
+    assert all(f.read_bytes() == data for f, data in before.items())
+    assert len(load_records([out])) == 6
