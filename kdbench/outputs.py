@@ -15,6 +15,9 @@ from torch import Tensor
 
 #: Every tap a model can expose. `logits` is always there.
 TAPS: frozenset[str] = frozenset({"logits", "features", "hidden_states", "attentions", "embeddings"})
+#: The sequence (token) dimensions of each text field, which a batch's length sets.
+SEQUENCE_DIMS: dict[str, tuple[int, ...]] = {"hidden_states": (1,), "embeddings": (1,), "attentions": (2, 3),
+                                             "mask": (1,)}
 
 
 @dataclass

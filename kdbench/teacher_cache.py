@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .accel import Accel
 from .api import Method, Outputs, Pair, Splits
+from .outputs import SEQUENCE_DIMS
 from .fsutil import atomic_path
 from .zoo import Teacher, Zoo
 
@@ -107,8 +108,45 @@ def _tensors(out: Outputs) -> list[Tensor]:
             for t in (v if isinstance(v, (list, tuple)) else [v]) if isinstance(t, Tensor)]
 
 
+class CachedOutputs(Outputs):
+    """Teacher outputs of a whole split whose text batches had different lengths: stored
+    padded to the longest, and cut back, batch by batch, to the batch's longest example —
+    the length a right-padded batch's forward trims to (the `mask` says it)."""
+
+    def rows(self, idx: Tensor, dtype: torch.dtype | None = None) -> Outputs:
+        out = super().rows(idx, dtype)
+        length = max(int(out.mask.sum(-1).max()), 1) if out.mask is not None else None
+        return _resized(out, length) if length is not None else out
+
+
+def _resized(out: Outputs, length: int) -> Outputs:
+    """`out` with every sequence dimension cut, or zero-padded, to `length`."""
+    def fit(t: Tensor, dims: tuple[int, ...]) -> Tensor:
+        for d in dims:
+            if t.shape[d] > length:
+                t = t.narrow(d, 0, length)
+            elif t.shape[d] < length:
+                pad = [0, 0] * (t.dim() - 1 - d) + [0, length - t.shape[d]]
+                t = torch.nn.functional.pad(t, pad)
+        return t
+
+    def field_of(name: str, v: Any) -> Any:
+        dims = SEQUENCE_DIMS.get(name)
+        if dims is None or v is None:
+            return v
+        return [fit(t, dims) for t in v] if isinstance(v, (list, tuple)) else fit(v, dims)
+
+    return type(out)(**{f.name: field_of(f.name, getattr(out, f.name)) for f in dataclasses.fields(Outputs)})
+
+
 def _stack(chunks: list[Outputs], n: int) -> Outputs | None:
-    """The chunks' tensors concatenated example-wise (first `n` rows); None when their shapes differ."""
+    """The chunks' tensors concatenated example-wise (first `n` rows); text chunks of
+    different lengths padded to the longest (then `CachedOutputs`); None when other
+    shapes differ."""
+    lengths = {int(c.mask.shape[1]) for c in chunks if c.mask is not None}
+    if len(lengths) > 1:
+        chunks = [_resized(c, max(lengths)) for c in chunks]
+
     def cat(values: list[Any]) -> Any:
         if values[0] is None:
             return None
@@ -119,9 +157,10 @@ def _stack(chunks: list[Outputs], n: int) -> Outputs | None:
         return torch.cat(values)[:n]
 
     try:
-        return Outputs(**{f.name: cat([getattr(c, f.name) for c in chunks]) for f in dataclasses.fields(Outputs)})
+        fields = {f.name: cat([getattr(c, f.name) for c in chunks]) for f in dataclasses.fields(Outputs)}
     except ValueError:
         return None
+    return (CachedOutputs if len(lengths) > 1 else Outputs)(**fields)
 
 
 @torch.no_grad()

@@ -60,3 +60,39 @@ def test_taps_beyond_the_cap_leave_the_teacher_live(cli_run, tmp_path, monkeypat
     assert code == 0, err
     assert _record(tmp_path / "out", "fitnet")["train"]["teacher"] == "live"
     assert _record(tmp_path / "out", "hinton")["train"]["teacher"] == "cached"  # logits are not capped
+
+
+def test_text_batches_of_different_lengths_come_back_at_their_own_length(registry):
+    """A right-padded text pair trims each batch to its longest example; cached outputs
+    are stored padded to the longest and cut back per batch, matching the live forward."""
+    import torch
+
+    from kdbench.api import Splits, TensorData
+    from kdbench.plan import RunConfig
+    from kdbench.teacher_cache import CachedOutputs, teacher_outputs
+    from kdbench.worker import CellWorker
+
+    prepared = CellWorker(RunConfig(profile="smoke", progress=False), registry).pair("minilm-tiny4")
+    x = {k: v.clone() for k, v in prepared.splits.train.x.items()}
+    x["attention_mask"][:16, 6:] = 0  # the first batch: six tokens each, the rest padding
+    x["input_ids"][:16, 6:] = 0
+    train = TensorData(x, prepared.splits.train.y)
+    splits = Splits(train, prepared.splits.val, prepared.splits.test, prepared.splits.num_classes)
+    taps = frozenset({"logits", "hidden_states", "attentions", "embeddings"})
+    cached = teacher_outputs(prepared.teacher, prepared.pair, splits, taps, 16)
+    assert isinstance(cached, CachedOutputs)
+    model = prepared.teacher.model
+    for idx in (torch.arange(16), torch.arange(8, 24), torch.tensor([3, 40, 90, 100])):
+        with torch.no_grad():
+            live = prepared.pair.forward(model, train.index(idx).x, taps)
+        got = cached.rows(idx, torch.float32)
+        real = live.mask.bool()  # padded positions are meaningless (kdbench.Outputs): compare real tokens
+        assert torch.equal(got.mask.bool(), real)
+        torch.testing.assert_close(got.logits, live.logits, rtol=1e-2, atol=1e-2)
+        for a, b in zip([got.embeddings, *got.hidden_states], [live.embeddings, *live.hidden_states]):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a[real], b[real], rtol=1e-2, atol=2e-2)
+        pairs = real[:, None, :, None] & real[:, None, None, :]
+        for a, b in zip(got.attentions, live.attentions):
+            assert a.shape == b.shape
+            torch.testing.assert_close(a[pairs.expand_as(a)], b[pairs.expand_as(b)], rtol=1e-2, atol=2e-2)
