@@ -312,7 +312,7 @@ def summary(records: list[dict[str, Any]], registry: "Registry | None" = None) -
                         "speedup_bs1": s["speedup_bs1"], "speedup_bsN": s["speedup_bsN"], "steps": s["steps"],
                         "train_s": s["train_s"], "agreement": s["agreement"] * 100, "int8_acc": s["int8_acc"] * 100})
             rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).round(4)  # points: 4 decimals are far below any seed's noise
 
 
 def render_csv(records: list[dict[str, Any]], registry: "Registry | None" = None) -> str:

@@ -45,8 +45,8 @@ def test_summary_numbers_are_numbers_and_match_the_records(session):
     table, records = ns["table"], ns["records"]
     hinton = table[table["method"] == "hinton"].iloc[0]
     acc = records[records["method"] == "hinton"]["metrics.test_acc"]
-    assert hinton["mean"] == pytest.approx(acc.mean() * 100) and hinton["n"] == 2
+    assert hinton["mean"] == pytest.approx(acc.mean() * 100, abs=1e-4) and hinton["n"] == 2  # 4 decimals
     by_seed = records.pivot(index="seed", columns="method", values="metrics.test_acc")
-    assert hinton["delta"] == pytest.approx((by_seed["hinton"] - by_seed["student-only"]).mean() * 100)
+    assert hinton["delta"] == pytest.approx((by_seed["hinton"] - by_seed["student-only"]).mean() * 100, abs=1e-4)
     for column in ("mean", "sd", "delta", "ci_low", "ci_high", "student_params", "speedup_bs1"):
         assert table[column].dtype.kind in "fi", column
