@@ -71,11 +71,6 @@ class Runner:
         executor at once: workers never wait for a pair boundary, and every latency is
         measured before any worker starts, on an otherwise idle machine."""
         self.prepare()
-        busy = busy_cores() if self.config.threads is None and self.config.executor == "local" else 0
-        if busy:
-            self.notify(f"{busy} of {os.cpu_count()} cores are busy with other work; a cell with a thread per core "
-                        "then waits for them at every step: give --threads (e.g. --threads "
-                        f"{max(1, (os.cpu_count() or 1) - busy)}) on a shared machine")
         summary = Summary()
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         grid.refresh()  # shown from the first second, while pairs are prepared
@@ -87,12 +82,21 @@ class Runner:
                 self.notify(f"{len(summary.reused)} of {len(cells)} cells already have a record in "
                             f"{self.config.out}; {len(tasks)} new cells to run")
             if tasks:
+                self._warn_if_busy()
                 dispatch = Dispatch(self.config.jobs, self.config.threads, self.config.ray_address)
                 self._collect(EXECUTORS[self.config.executor](self.worker, tasks, dispatch), summary, grid,
                               len(cells))
         finally:
             grid.close()
         return summary
+
+    def _warn_if_busy(self) -> None:
+        """Say so when other work keeps cores busy as the cells start (see `executors.busy_cores`)."""
+        busy = busy_cores() if self.config.threads is None and self.config.executor == "local" else 0
+        if busy:
+            self.notify(f"{busy} of {os.cpu_count()} cores are busy with other work; a cell with a thread per core "
+                        "then waits for them at every step: give --threads (e.g. --threads "
+                        f"{max(1, (os.cpu_count() or 1) - busy)}) on a shared machine")
 
     def _collect(self, records: Iterator[dict[str, Any]], summary: Summary, grid: Any, total: int) -> None:
         """Write each record as it comes back; with --fail-fast, stop at the first failure."""
