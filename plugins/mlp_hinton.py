@@ -4,10 +4,12 @@ Teacher: 784-1200-1200-10 ReLU MLP with dropout (0.2 on inputs, 0.5 on hidden un
 Student: 784-800-800-10 ReLU MLP without regularisation.
 
 The `quick` and `standard` profiles use the shipped teacher (`teachers/mlp-hinton/`,
-trained by `kdbench teachers train --pairs mlp-hinton --recipe zoo`): the paper's ±2 px
-input jitter is part of its recipe; it applies only to the teacher's own training
-batches, so its logits on the un-augmented training images stay fixed and cacheable.
-`smoke` trains a tiny teacher without jitter.
+trained by `kdbench teachers train --pairs mlp-hinton --recipe zoo`); `smoke` trains a
+tiny one. The paper's ±2 px input jitter was tried (augment "shift2", applied only to the
+teacher's own batches) and rejected on validation: after 20 epochs (batch 128, AdamW lr
+1e-3, cosine) the jittered teacher reached 87.38% validation accuracy (87.19% test),
+still climbing slowly: on Fashion-MNIST an MLP without convolutions pays for shift
+invariance with far more epochs than 60 minutes on two CPU cores allow.
 """
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ class MLPHinton(Pair):
     def zoo_recipe(self) -> dict[str, Any]:
         """The shipped teacher's recipe (see `kdbench.shipped`), chosen on validation."""
         return {"model": "mlp-2x1200-dropout", "dataset": self.dataset, "epochs": 20, "batch_size": 128,
-                "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": "shift2", "store": "fp32"}
+                "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": None, "store": "fp32"}
 
     def augment_teacher_batch(self, x: torch.Tensor, name: str) -> torch.Tensor:
         return augment(x, name)

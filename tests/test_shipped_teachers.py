@@ -64,7 +64,9 @@ def _plugin(tmp_path: Path, folder: Path) -> Path:
 def test_recipe_reproduces_at_smoke_size(smoke_teacher: Path, tmp_path: Path, cli_run) -> None:
     card = json.loads((smoke_teacher / "card.json").read_text())
     assert card["source"] == "shipped" and card["pair"] == "mlp-hinton" and card["steps"] == 8
-    assert card["recipe"]["augment"] == "shift2" and card["files"] == {"model.safetensors": card["sha256"]}
+    from kdbench_plugins.mlp_hinton import MLPHinton
+
+    assert card["recipe"] == MLPHinton().zoo_recipe() and card["files"] == {"model.safetensors": card["sha256"]}
     assert card["sha256"] == sha256_file(smoke_teacher / "model.safetensors")
     for key in ("command", "data_fingerprint", "val_acc", "test_acc", "train_seconds", "versions", "val_curve"):
         assert key in card, key
@@ -144,13 +146,15 @@ def test_builtin_shipped_teachers_verify(cli_run) -> None:
     assert code == 0, stderr
 
 
-def test_wheel_contains_the_shipped_teachers(tmp_path: Path) -> None:
-    shipped = sorted(p.parent for p in (ROOT / "plugins" / "teachers").glob("*/card.json"))
-    assert shipped, "no shipped teacher in plugins/teachers"
-    # build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout
+def test_wheel_contains_the_shipped_teachers(smoke_teacher: Path, tmp_path: Path) -> None:
+    """`pip wheel .` packs every shipped teacher folder (and one planted in a copy of the
+    checkout, so the package-data rule is checked even before a teacher is shipped)."""
     source = tmp_path / "src"
+    # build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "runs", "results", ".pytest_cache", ".benchmarks", "__pycache__", "build", "*.egg-info"))
+    shutil.copytree(smoke_teacher, source / "plugins" / "teachers" / "planted-for-test")
+    shipped = sorted(p.parent for p in (source / "plugins" / "teachers").glob("*/card.json"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                              "-q", "-w", str(tmp_path / "dist")], capture_output=True, text=True,
                             env={**os.environ, "PIP_NO_INDEX": "1"})
