@@ -13,41 +13,14 @@ from typing import Any, Sequence
 
 import click
 
-from .errors import UsageError, suggest
+from .cli_options import Named, names, plugin_option
+from .cli_teachers import teachers
+from .errors import UsageError
 from .executors import EXECUTORS
 from .plan import BUDGET_MODES, PRECISIONS, PROFILES, RunConfig, describe_plan, plan
 
 EXIT_USAGE = 2
 EXIT_CELLS_FAILED = 1
-
-
-class Named(click.Choice):
-    """A choice among kdbench's own names, refused the way kdbench refuses names."""
-
-    def __init__(self, what: str, choices: Sequence[str]) -> None:
-        super().__init__(list(choices))
-        self.what = what
-
-    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
-        if value in self.choices:
-            return value
-        self.fail(f"unknown {self.what} {value!r}" + suggest(str(value), self.choices, "known: "), param, ctx)
-
-
-def _names(value: str | None, option: str) -> list[str] | None:
-    """A comma-separated option as names; None when it was not given (then: all of them)."""
-    if value is None:
-        return None
-    names = [v.strip() for v in value.split(",") if v.strip()]
-    if not names:
-        raise UsageError(f"{option} {value!r} names nothing; give at least one name, or leave {option} out for all")
-    return names
-
-
-plugin_option = click.option(
-    "--plugin", "plugins", multiple=True, metavar="MODULE",
-    help="Also load this plugin module (import name or path to a .py file); repeatable.",
-)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -110,7 +83,7 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
 
     Every other option is a field of `kdbench.plan.RunConfig` of the same name."""
     config = RunConfig.from_options(options, command=shlex.join(["kdbench", *sys.argv[1:]]))
-    method_names, pair_names = _names(methods, "--methods"), _names(pairs, "--pairs")
+    method_names, pair_names = names(methods, "--methods"), names(pairs, "--pairs")
     if config.progress and sys.stderr.isatty():  # a terminal sees progress from the first second
         click.echo("kdbench: loading plugins, models and data…", err=True)
     from .plugins import load_registry
@@ -228,50 +201,7 @@ def show(method: str, plugins: Sequence[str]) -> None:
     click.echo(render_method(load_registry(plugins).method(method)))
 
 
-@cli.group()
-def teachers() -> None:
-    """The teacher zoo ($KDBENCH_HOME/teachers, default ~/.cache/kdbench)."""
-
-
-@teachers.command(name="list")
-def teachers_list() -> None:
-    """Cached teachers with their accuracy and checkpoint sha256."""
-    from .zoo import Zoo
-
-    zoo = Zoo()
-    cards = zoo.cards()
-    if not cards:
-        click.echo(f"no teachers in {zoo.root}")
-    for c in cards:
-        click.echo(f"{c['key']:<32} {c['profile']:<9} test_acc={c['test_acc'] * 100:.2f}% "
-                   f"params={c['params']:,} sha256={c['sha256'][:12]}")
-
-
-@teachers.command(name="train")
-@click.option("--pairs", help="Comma-separated pairs (default: every pair).")
-@click.option("--profile", type=Named("profile", PROFILES), default="quick", show_default=True)
-@click.option("--data-dir", type=click.Path(path_type=Path))
-@click.option("--device")
-@plugin_option
-def teachers_train(pairs: str | None, profile: str, data_dir: Path | None, device: str | None,
-                   plugins: Sequence[str]) -> None:
-    """Train (or verify) the teachers of the given pairs."""
-    from .plugins import load_registry
-    from .worker import CellWorker
-
-    registry = load_registry(plugins)
-    names = _names(pairs, "--pairs") or sorted(registry.pairs)
-    worker = CellWorker(RunConfig(profile=profile, data_dir=data_dir, device=device), registry)
-    worker.zoo.check_writable()
-    for name in names:
-        pair = registry.pair(name).obj()
-        try:
-            teacher = worker.teacher(pair, worker.data(pair))
-        except KeyboardInterrupt:
-            click.echo(f"kdbench: interrupted while training the {name} teacher; teachers already listed above are "
-                       "kept in the zoo, this one starts again from step 0 next time", err=True)
-            sys.exit(130)
-        click.echo(f"{name}: {teacher.card['key']} test_acc={teacher.card['test_acc'] * 100:.2f}%")
+cli.add_command(teachers)
 
 
 def main(argv: Sequence[str] | None = None) -> Any:

@@ -40,6 +40,7 @@ class Record:
     threads: int | None = None
     host: dict[str, Any] | None = None
     teacher_key: str | None = None
+    teacher_source: str | None = None  # "shipped" with kdbench, or "trained" into the zoo
     # the pair's costs, measured once per pair
     params: dict[str, int] | None = None
     flops: dict[str, int] | None = None

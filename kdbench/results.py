@@ -179,7 +179,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("kdbench", "torch", "timm", "transformers"):
+    for dist in ("kdbench", "torch", "timm", "transformers", "safetensors"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

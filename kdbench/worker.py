@@ -122,7 +122,7 @@ class CellWorker:
         record = Record(**job.identity(self.config.profile), command=self.config.command,
                         dataset=job.prepared.pair.dataset, device=str(self.accel.device), **self.accel.describe(),
                         threads=threads, host=host_info(self.accel.device, threads),
-                        teacher_key=job.teacher.card.get("key"),
+                        teacher_key=job.teacher.card.get("key"), teacher_source=job.teacher.card.get("source", "trained"),
                         metrics={"teacher_test_acc": job.teacher.card["test_acc"]})
         record.set_costs(costs)
         return record

@@ -35,6 +35,10 @@ class BertSST2Tiny4(MiniLMPair):
     name = "bert-sst2-tiny4"
     dataset = "sst2"
     schedules = SCHEDULES
+    #: Not the MiniLM pairs' shipped teacher (its own teacher is BERT-base on SST-2).
+    shipped_teacher_dir = None
+    zoo_recipe = None  # type: ignore[assignment]
+    stored_teacher_state = None  # type: ignore[assignment]
     layers, hidden, ffn = 4, 312, 1200
     freeze_word_embeddings = False
 

@@ -63,6 +63,41 @@ class FashionMNIST(Dataset):
                       fingerprint(x_train, y_train, x_test, y_test))
 
 
+#: The value of a black (background) pixel after normalisation.
+BACKGROUND = (0.0 - MEAN) / STD
+
+
+def shift_flip(x: torch.Tensor, pad: int, flip: bool = False) -> torch.Tensor:
+    """Each image of the batch translated by up to ±`pad` px (background fills in), and
+    mirrored left-right with probability 1/2 when `flip`: the random crop with padding of
+    CIFAR-style training, and Hinton et al.'s ±2 px jitter (pad 2, no flip).
+
+    Uses the global torch generator (seeded by the teacher's training), so a recipe is
+    reproducible.
+    """
+    b, c, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad), value=BACKGROUND)
+    dy = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    dx = torch.randint(0, 2 * pad + 1, (b,), device=x.device)
+    rows = (dy[:, None] + torch.arange(h, device=x.device))[:, None, :, None]  # (B, 1, H, 1)
+    cols = (dx[:, None] + torch.arange(w, device=x.device))[:, None, None, :]  # (B, 1, 1, W)
+    batch = torch.arange(b, device=x.device)[:, None, None, None]
+    chan = torch.arange(c, device=x.device)[None, :, None, None]
+    out = padded[batch, chan, rows, cols]
+    if flip:
+        mirror = torch.rand(b, device=x.device) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+    return out
+
+
+def augment(x: torch.Tensor, name: str) -> torch.Tensor:
+    """A named teacher augmentation: `shift<N>` (±N px) or `shift<N>-flip`."""
+    if not name.startswith("shift"):
+        raise ValueError(f"unknown fashion-mnist augmentation {name!r}")
+    pad, _, flip = name[len("shift"):].partition("-")
+    return shift_flip(x, int(pad), flip == "flip")
+
+
 @hookimpl
 def kdbench_datasets() -> list[type]:
     return [FashionMNIST]

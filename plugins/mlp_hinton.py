@@ -1,16 +1,29 @@
 """Pair `mlp-hinton`: Hinton et al. 2015's MNIST setup, applied to Fashion-MNIST.
 
 Teacher: 784-1200-1200-10 ReLU MLP with dropout (0.2 on inputs, 0.5 on hidden units).
-Student: 784-800-800-10 ReLU MLP without regularisation. The paper's ±2 px input
-jitter for the teacher is left out, so teacher outputs stay cacheable.
+Student: 784-800-800-10 ReLU MLP without regularisation.
+
+The `quick` and `standard` profiles use the shipped teacher (`teachers/mlp-hinton/`,
+trained by `kdbench teachers train --pairs mlp-hinton --recipe zoo`); `smoke` trains a
+tiny one. The paper's ±2 px input jitter was tried (augment "shift2", applied only to the
+teacher's own batches) and rejected on validation: after 20 epochs (batch 128, AdamW lr
+1e-3, cosine) the jittered teacher reached 87.38% validation accuracy (87.19% test),
+still climbing slowly: on Fashion-MNIST an MLP without convolutions pays for shift
+invariance with far more epochs than 60 minutes on two CPU cores allow.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from kdbench import Pair, Schedule, hookimpl
+
+from .fashion_mnist import augment
+
+TEACHERS = Path(__file__).resolve().parent / "teachers"
 
 
 def mlp(width: int, num_classes: int, dropout_in: float = 0.0, dropout: float = 0.0) -> nn.Sequential:
@@ -34,6 +47,16 @@ class MLPHinton(Pair):
         "standard": Schedule(steps=1500, teacher_steps=3000, batch_size=128),
         "paper": Schedule(steps=30000, teacher_steps=60000, batch_size=100),
     }
+
+    shipped_teacher_dir = TEACHERS / "mlp-hinton"
+
+    def zoo_recipe(self) -> dict[str, Any]:
+        """The shipped teacher's recipe (see `kdbench.shipped`), chosen on validation."""
+        return {"model": "mlp-2x1200-dropout", "dataset": self.dataset, "epochs": 20, "batch_size": 128,
+                "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "augment": None, "store": "fp32"}
+
+    def augment_teacher_batch(self, x: torch.Tensor, name: str) -> torch.Tensor:
+        return augment(x, name)
 
     def teacher_recipe(self, profile: str) -> dict[str, Any]:
         s = self.schedule(profile)

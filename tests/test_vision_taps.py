@@ -26,7 +26,7 @@ def test_vit_teacher_blocks_come_back_as_7x7_maps(x):
     vit = _eval(ViTCNN().build_teacher(10))
     out = outputs(vit, x, NEEDS)
     assert out.logits.shape == (2, 10)
-    assert [tuple(f.shape) for f in out.features] == [(2, 96, 7, 7)] * 4  # one map per block
+    assert [tuple(f.shape) for f in out.features] == [(2, 128, 7, 7)] * 6  # one map per block
 
 
 def test_vit_with_a_class_token_gives_maps_of_its_patch_tokens_only(x):
@@ -34,7 +34,7 @@ def test_vit_with_a_class_token_gives_maps_of_its_patch_tokens_only(x):
     vit = _eval(timm_model({**VIT_TEACHER, "class_token": True, "global_pool": "token"}, 10))
     assert vit.num_prefix_tokens == 1
     out = outputs(vit, x, NEEDS)
-    assert [tuple(f.shape) for f in out.features] == [(2, 96, 7, 7)] * 4
+    assert [tuple(f.shape) for f in out.features] == [(2, 128, 7, 7)] * 6
     with torch.no_grad():
         assert torch.allclose(outputs(vit, x, NEEDS).logits, vit(x), atol=1e-5)
 
@@ -43,7 +43,7 @@ def test_resnet_student_stem_and_stages_come_back_as_maps(x):
     torch.manual_seed(0)
     student = _eval(ResNetCNN().build_student(None, 10))
     shapes = [tuple(f.shape) for f in outputs(student, x, NEEDS).features]
-    assert shapes == [(2, 64, 14, 14), (2, 8, 7, 7), (2, 16, 4, 4), (2, 32, 2, 2), (2, 64, 1, 1)]
+    assert shapes == [(2, 64, 14, 14), (2, 16, 7, 7), (2, 32, 4, 4), (2, 64, 2, 2), (2, 128, 1, 1)]
 
 
 def test_resnet_teacher_stages_are_four_times_wider(x):
@@ -83,7 +83,7 @@ def test_vit_block_map_is_its_patch_tokens_in_row_major_order(x):
     with torch.no_grad():
         tokens = vit.forward_intermediates(x, indices=[0], output_fmt="NLC", intermediates_only=True)[0]
         maps = outputs(vit, x, NEEDS).features[0]
-    assert tokens.shape == (2, 49, 96)  # patch tokens only, NLC
+    assert tokens.shape == (2, 49, 128)  # patch tokens only, NLC
     assert torch.allclose(maps[:, :, 1, 2], tokens[:, 1 * 7 + 2], atol=1e-6)
 
 
