@@ -42,8 +42,9 @@ def run_cell(job, record, accel, **kwargs):
 
 
 def train_student(student, method, data, budget, schedule, forward, **kwargs):
-    check = representation_check(student, current["teacher"], forward, current["val"], current["taps"])
-    result = original_train_student(student, method, data, budget, schedule, forward, phase_check=check, **kwargs)
+    kwargs["phase_check"] = representation_check(student, current["teacher"], forward, current["val"],
+                                                  current["taps"])  # for every method, not only phased ones
+    result = original_train_student(student, method, data, budget, schedule, forward, **kwargs)
     current.update(phases=result.phases, phase_checks=result.phase_checks)
     return result
 
