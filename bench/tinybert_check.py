@@ -7,7 +7,7 @@ per cell, the validation accuracy, the phases, the check at the start and at eve
 phase boundary, and the student's pre-training card. Arguments are `kdbench run`'s.
 
     KDBENCH_OFFLINE=1 .venv/bin/python bench/tinybert_check.py --pairs minilm-tiny4,minilm-tiny4-gd \
-        --methods student-only,tinybert --profile quick --out runs/tinybert-check
+        --methods student-only,tinybert --profile standard --out runs/tinybert-check
 """
 from __future__ import annotations
 
