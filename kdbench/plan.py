@@ -197,7 +197,6 @@ def describe_plan(registry: "Registry", config: RunConfig, cells: Sequence[Cell]
         pair = registry.pair(name).obj()
         s = pair.schedule(config.profile)
         budget = config.budget(s.steps)
-        cached = (zoo.folder(pair.teacher_recipe(config.profile)) / "card.json").is_file()
         methods = sorted({c.method for c in pair_cells})
         scs = sorted({c.scenario for c in pair_cells})
         lines += [
@@ -205,8 +204,9 @@ def describe_plan(registry: "Registry", config: RunConfig, cells: Sequence[Cell]
             f"{len({c.seed for c in pair_cells})} seeds"
             + (f" × {len(scs)} scenarios [{', '.join(scs)}]" if scs != ["full"] else "") + f" [{', '.join(methods)}]",
             f"    budget: {budget.steps} steps" if budget.mode == "steps" else f"    budget: {budget.seconds} s",
-            f"    batch {s.batch_size}, lr {s.lr}; teacher: {s.teacher_steps} steps, "
-            + ("cached in the zoo" if cached else "to be trained"),
+            f"    batch {s.batch_size}, lr {s.lr}; teacher: "
+            + (status if (status := zoo.status(pair, config.profile)).startswith("shipped")
+               else f"{s.teacher_steps} steps, {status}"),
         ]
         lines += [f"    download: {d}" for d in pair.downloads(config.profile)] or ["    download: nothing"]
     return "\n".join(lines)

@@ -112,6 +112,15 @@ class Zoo:
         set_teacher_frozen(model)
         return Teacher(model, card)
 
+    def status(self, pair: Pair, profile: str) -> str:
+        """Where the pair's teacher for `profile` would come from, without loading it."""
+        if profile in getattr(pair, "shipped_profiles", SHIPPED_PROFILES):
+            folder = shipped.shipped_dir(pair)
+            if folder is not None and shipped.read_card(folder) is not None:
+                return "shipped with kdbench"
+        return "cached in the zoo" if (self.folder(pair.teacher_recipe(profile)) / "card.json").is_file() \
+            else "to be trained"
+
     def get(
         self,
         pair: Pair,

@@ -13,9 +13,9 @@ families diverge it is expected to help little or hurt (RepDistiller's CIFAR-100
 tables put FitNet below the plain student on VGG13 → MobileNetV2).
 
 Defaults: student_stage = teacher_stage = −3 (the middle of a four-stage model: a
-ResNet's second residual stage, a 4-block ViT's second block — the paper's middle
-hint/guided layers), weight 1 (OFAKD's `--fitnet-loss-weight` default; not tuned
-here), ce_weight 1.
+ResNet's second residual stage — the paper's middle hint/guided layers; for the
+6-block ViT teacher of `vit-cnn`, its fourth block), weight 1 (OFA-KD's own FitNet
+baseline; not tuned here), ce_weight 1.
 
 Deviations: one stage of training with CE + hint, as RepDistiller and OFAKD
 implement it, instead of the paper's hint pre-training of the lower student followed
