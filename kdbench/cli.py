@@ -30,9 +30,9 @@ def cli() -> None:
 
     \b
     Typical use:
-      kdbench run --methods student-only,hinton --pairs mlp-hinton --profile smoke --seeds 2 --out runs/smoke
-      kdbench report runs/smoke --output leaderboard.md
-      kdbench list methods
+      kdbench run --methods student-only,hinton --pairs mlp-hinton --profile smoke --out runs/s
+      kdbench report runs/s                  # compact tables; --format csv|json for programs
+      kdbench list methods                   # and: kdbench show hinton
     """
 
 
