@@ -154,8 +154,8 @@ def _train_zoo_recipes(registry: Any, names: list[str], out: Path | None, train_
     from .accel import Accel, resolve_device
     from .api import Splits
     from .data import limit
-    from .shipped import has_recipe, read_card, recipe_steps, shipped_dir, train_recipe
     from .env import kdbench_home
+    from .shipped import has_recipe, read_card, recipe_steps, shipped_dir, train_recipe
 
     pairs = [registry.pair(n).obj() for n in names]
     for pair in pairs:

@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from .stats import GROUP_KEYS, Deltas, PairedDelta, crossover, delta_between, method_stats, ok_frame
+from .stats import (
+    GROUP_KEYS,
+    Deltas,
+    PairedDelta,
+    crossover,
+    delta_between,
+    method_stats,
+    ok_frame,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .plugins import Registry

@@ -30,10 +30,9 @@ from torch import Tensor
 
 from .accel import Accel
 from .api import Method, Outputs, Pair, Splits
-from .outputs import SEQUENCE_DIMS
 from .fsutil import atomic_path
+from .outputs import SEQUENCE_DIMS
 from .zoo import Teacher, Zoo
-
 
 #: Taps beyond logits are cached only while they fit in this many bytes.
 TAP_CACHE_BYTES = 4 * 2**30
@@ -57,16 +56,24 @@ def cache_file(zoo: Zoo, teacher: Teacher, splits: Splits, profile: str, precisi
 
 @torch.no_grad()
 def compute_logits(teacher: Teacher, pair: Pair, splits: Splits, batch_size: int, accel: Accel | None = None) -> Tensor:
-    model, data = teacher.model, splits.train
+    chunks = _chunks(teacher, pair, splits, batch_size, accel, frozenset({"logits"}))
+    return torch.cat([out.logits.float() for out in chunks])
+
+
+def _chunks(teacher: Teacher, pair: Pair, splits: Splits, batch_size: int, accel: Accel | None,
+            needs: frozenset[str], dtype: torch.dtype | None = None) -> list[Outputs]:
+    """The teacher's outputs over the train split in batches of `batch_size`, the last one
+    padded to that size (so every row goes through the kernels of a training batch) and
+    cut back to the examples it holds."""
+    model, data, n = teacher.model, splits.train, len(splits.train)
     forward = accel.forward(pair.forward) if accel is not None else pair.forward
     model.eval()
     chunks = []
-    n = len(data)
     for start in range(0, n, batch_size):
         idx = torch.arange(start, start + batch_size, device=data.y.device).clamp_(max=n - 1)
-        logits = forward(model, data.index(idx).x, frozenset({"logits"})).logits
-        chunks.append(logits[: min(batch_size, n - start)].float())
-    return torch.cat(chunks)
+        out = forward(model, data.index(idx).x, needs)
+        chunks.append(out.rows(torch.arange(min(batch_size, n - start)), dtype))
+    return chunks
 
 
 def logits_sha256(logits: Tensor) -> str:
@@ -169,18 +176,12 @@ def teacher_outputs(teacher: Teacher, pair: Pair, splits: Splits, taps: frozense
     """The teacher's `taps` (and logits, and the text mask) over the train split, in
     `TAP_CACHE_DTYPE`; None when they would take more than `cap` bytes (default
     `TAP_CACHE_BYTES`) or their shapes vary between batches."""
-    model, data = teacher.model, splits.train
     forward = accel.forward(pair.forward) if accel is not None else pair.forward
-    needs, n = frozenset(taps) | {"logits"}, len(data)
-    model.eval()
-    first = forward(model, data.take(batch_size).x, needs)
+    needs, n = frozenset(taps) | {"logits"}, len(splits.train)
+    teacher.model.eval()
+    first = forward(teacher.model, splits.train.take(batch_size).x, needs)
     per_example = sum(t[0].numel() * (TAP_CACHE_DTYPE.itemsize if t.is_floating_point() else t.element_size())
                       for t in _tensors(first))
     if per_example * n > (TAP_CACHE_BYTES if cap is None else cap):
         return None
-    chunks = []
-    for start in range(0, n, batch_size):
-        idx = torch.arange(start, start + batch_size, device=data.y.device).clamp_(max=n - 1)
-        out = forward(model, data.index(idx).x, needs)
-        chunks.append(out.rows(torch.arange(min(batch_size, n - start)), TAP_CACHE_DTYPE))
-    return _stack(chunks, n)
+    return _stack(_chunks(teacher, pair, splits, batch_size, accel, needs, TAP_CACHE_DTYPE), n)

@@ -56,7 +56,17 @@ from torch import Tensor, nn
 
 from . import hookspecs
 from .accel import Accel
-from .api import TAPS, Budget, Dataset, Method, Outputs, Pair, Schedule, Splits, TensorData
+from .api import (
+    TAPS,
+    Budget,
+    Dataset,
+    Method,
+    Outputs,
+    Pair,
+    Schedule,
+    Splits,
+    TensorData,
+)
 from .cell import init_student, load_splits, student_adapters, train_student
 from .plan import Cell, RunConfig
 from .plugins import GROUP, Entry, Registry, load_registry, problem
