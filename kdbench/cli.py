@@ -50,6 +50,11 @@ def cli() -> None:
               help="Budget each cell by optimizer steps or by wall-clock seconds (teacher forwards included).")
 @click.option("--budget-steps", type=int, help="Optimizer steps per cell (default: the profile's).")
 @click.option("--budget-seconds", type=float, help="Seconds per cell; needs --budget-mode time.")
+@click.option("--budget-scale", type=float,
+              help="Multiply the profile's step budget, e.g. 0.5: the B/2 run of the convergence check.")
+@click.option("--match-seconds", metavar="METHOD",
+              help="With --budget-mode time: give each pair METHOD's mean training seconds at the profile's "
+                   "step budget, from its records in --out (a time-matched table).")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Override a method hyper-parameter, e.g. hinton.temperature=20; repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True,
@@ -96,7 +101,7 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
     cells = plan(registry, method_names, pair_names, seeds, sets, profile=config.profile,
                  scenarios=scenarios or ("full",))
     runner = Runner(registry, config, notify=lambda line: click.echo(f"kdbench: {line}", err=True))
-    runner.check()  # --device, --precision, --out and the zoo, as a run would check them
+    runner.check(cells)  # --device, --precision, --out and the zoo, as a run would check them
     if dry_run:
         click.echo(describe_plan(registry, config, cells))
         return

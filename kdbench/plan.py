@@ -7,7 +7,8 @@ fast (the few checks that need torch or a model import it when they run).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+import json
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
@@ -44,6 +45,9 @@ class RunConfig:
     budget_mode: str = "steps"
     budget_steps: int | None = None
     budget_seconds: float | None = None
+    budget_scale: float | None = None  # multiplies the profile's step budget (the B/2 convergence check)
+    match_seconds: str | None = None  # time mode: each pair gets this method's mean seconds at its step budget
+    pair_seconds: dict[str, float] = field(default_factory=dict)  # filled by `matched_seconds` in the driver
     device: str | None = None
     precision: str = "auto"  # one of PRECISIONS
     data_dir: Path | None = None
@@ -68,7 +72,15 @@ class RunConfig:
         if self.budget_mode == "time" and self.budget_steps is not None:
             raise UsageError("--budget-steps has no effect with --budget-mode time; give one budget, "
                              "--budget-steps N or --budget-mode time --budget-seconds S")
-        Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates all three
+        if self.budget_scale is not None and (self.budget_mode != "steps" or not self.budget_scale > 0):
+            raise UsageError(f"--budget-scale {self.budget_scale}: give a positive factor, with the steps budget "
+                             "mode (e.g. --budget-scale 0.5 for half of the profile's steps)")
+        if self.match_seconds is not None:
+            if self.budget_mode != "time" or self.budget_seconds is not None:
+                raise UsageError("--match-seconds needs --budget-mode time and no --budget-seconds: the seconds "
+                                 "come from the named method's records in --out")
+        else:
+            Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates all three
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
             raise UsageError(f"--data-dir {self.data_dir} is not a folder; give the folder that holds the "
                              "dataset files, or leave it out to use the installed datasets")
@@ -83,11 +95,18 @@ class RunConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in options.items() if k in names}, **extra)
 
-    def budget(self, schedule_steps: int) -> Budget:
-        """A cell's budget: the run's, else the pair schedule's `schedule_steps`."""
+    def budget(self, schedule_steps: int, pair: str | None = None) -> Budget:
+        """A cell's budget: the run's, else the pair schedule's `schedule_steps` (times
+        `budget_scale`); with `match_seconds`, the seconds matched for `pair`."""
         if self.budget_mode == "time":
-            return Budget("time", self.budget_steps, self.budget_seconds)
-        return Budget(self.budget_mode, self.budget_steps or schedule_steps, self.budget_seconds)
+            seconds = self.pair_seconds.get(pair or "") if self.match_seconds else self.budget_seconds
+            if seconds is None:
+                raise UsageError(f"no matched seconds for pair {pair!r}; call kdbench.plan.matched_seconds first")
+            return Budget("time", self.budget_steps, seconds)
+        steps = self.budget_steps or schedule_steps
+        if self.budget_scale is not None:
+            steps = max(1, round(steps * self.budget_scale))
+        return Budget(self.budget_mode, steps, self.budget_seconds)
 
 
 def _one_of(what: str, value: str, choices: Sequence[str] | Mapping[str, Any]) -> None:
@@ -179,6 +198,29 @@ def plan(
     return cells
 
 
+def matched_seconds(registry: "Registry", config: RunConfig, pairs: Sequence[str]) -> dict[str, float]:
+    """Per pair, the mean training seconds of `config.match_seconds`'s `ok` records in
+    `config.out` at the profile's own step budget (full data, default hyper-parameters):
+    the wall-clock budget that makes a time-matched table comparable with the step-matched one."""
+    from .results import load_records
+
+    method, out = str(config.match_seconds), Path(config.out)
+    defaults = json.loads(json.dumps(dict(vars(registry.method(method).obj().hp))))
+    seconds = {}
+    for name in pairs:
+        steps = registry.pair(name).obj().schedule(config.profile).steps
+        found = [float(r["train"]["seconds"]) for r in load_records([out / name / method])
+                 if r.get("status") == "ok" and r.get("profile") == config.profile
+                 and r.get("scenario", "full") == "full" and r.get("hparams") == defaults
+                 and r.get("budget") == {"mode": "steps", "steps": steps, "seconds": None}] \
+            if (out / name / method).is_dir() else []
+        if not found:
+            raise UsageError(f"--match-seconds {method}: no {method!r} record of pair {name!r} at the {config.profile} "
+                             f"profile's {steps} steps in {out}; run that step-budget grid first")
+        seconds[name] = round(sum(found) / len(found), 1)
+    return seconds
+
+
 def by_pair(cells: Sequence[Cell]) -> dict[str, list[Cell]]:
     """Cells grouped by pair, pairs in order of first appearance."""
     groups: dict[str, list[Cell]] = {}
@@ -196,7 +238,7 @@ def describe_plan(registry: "Registry", config: RunConfig, cells: Sequence[Cell]
     for name, pair_cells in by_pair(cells).items():
         pair = registry.pair(name).obj()
         s = pair.schedule(config.profile)
-        budget = config.budget(s.steps)
+        budget = config.budget(s.steps, name)
         methods = sorted({c.method for c in pair_cells})
         scs = sorted({c.scenario for c in pair_cells})
         lines += [

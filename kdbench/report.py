@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from . import soundness
 from .stats import (
     GROUP_KEYS,
     Deltas,
@@ -169,13 +170,17 @@ def render_markdown(
     if frame.empty:
         lines.append("No successful records.")
     summary: list[str] = []
+    hidden = soundness.check_only_keys(frame, ctx.reference)
     for key, g in groups(frame):
-        section, verdict_line = _section(key, g, ctx, plots_dir, link_from)
+        if key in hidden:
+            continue
+        section, verdict_line = _section(key, g, ctx, plots_dir, link_from, _budget_suffix(key, frame))
         lines += section
         summary.append(verdict_line)
-    pays = when_it_pays(frame, ctx)
+    pays = when_it_pays(frame[~_keys(frame).isin(hidden)] if hidden else frame, ctx)
     if summary:
         lines[summary_at:summary_at] = ["## Summary", "", *summary, "", *pays,
+                                        *soundness.section(frame, records, ctx.reference),
                                         *ctx.notes(frame, "kdbench_report_sections")]
     if failed:
         lines += ["## Failed cells", ""]
@@ -192,13 +197,28 @@ def render_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _keys(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series(list(zip(*(frame[k] for k in GROUP_KEYS))), index=frame.index)
+
+
+def _budget_suffix(key: tuple[str, ...], frame: pd.DataFrame) -> str:
+    """", 4300 steps" or ", time-matched: 412.3 s" when a pair, profile and scenario
+    have tables at more than one budget; "" otherwise."""
+    pair, profile, scenario, budget = key
+    same = frame[(frame["pair"] == pair) & (frame["profile"] == profile) & (frame["scenario"] == scenario)]
+    if same["budget_key"].nunique() < 2:
+        return ""
+    mode, _, value = budget.partition(":")
+    return f", {int(float(value))} steps" if mode == "steps" else f", time budget {float(value):g} s"
+
+
 def _section(key: tuple[str, ...], g: pd.DataFrame, ctx: Context, plots_dir: Path | None,
-             link_from: Path | None) -> tuple[list[str], str]:
+             link_from: Path | None, suffix: str = "") -> tuple[list[str], str]:
     """One table's markdown (heading, teacher, table, verdict, figures) and its summary line."""
     pair, profile, scenario, budget = key
     first = g.iloc[0]
     stats_rows = method_stats(g, ctx.baselines)
-    heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}")
+    heading = f"{pair} — {profile} profile" + ("" if scenario == "full" else f", scenario {scenario}") + suffix
     verdict = _verdict(stats_rows, ctx)
     lines = [
         f"## {heading}",
@@ -232,7 +252,7 @@ def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
     rows = []
     for (pair, profile, budget), g in frame.groupby(["pair", "profile", "budget_key"], sort=True):
         for method in sorted(set(g["method"]) - {ref}):
-            row = {"pair": pair, "profile": profile, "method": method}
+            row = {"pair": pair, "profile": profile, "budget": _budget_label(budget), "method": method}
             for sc in scenarios:
                 d = delta_between(g[g["scenario"] == sc], method, ref)
                 row[sc] = "—" if d is None else d.format()
@@ -248,6 +268,11 @@ def when_it_pays(frame: pd.DataFrame, ctx: Context) -> list[str]:
             f"of the budget) from which the method's mean validation Δ vs `{ref}`, paired by seed, stays ≥ 0 "
             "to the end of the budget; \"never within budget\" when it trails at the last point.", "",
             pd.DataFrame(rows).to_markdown(index=False), "", *ctx.notes(frame)]
+
+
+def _budget_label(budget_key: str) -> str:
+    mode, _, value = budget_key.partition(":")
+    return f"{int(float(value))} steps" if mode == "steps" else f"{float(value):g} s"
 
 
 def _figures(g: pd.DataFrame, stats_rows: list[dict[str, Any]], ctx: Context, title: str, plots_dir: Path,

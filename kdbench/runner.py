@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .errors import UsageError
 from .executors import EXECUTORS, Dispatch, busy_cores
 from .fsutil import clean_stale_tmp, writable_dir_problem
-from .plan import Cell, RunConfig, by_pair
+from .plan import Cell, RunConfig, by_pair, matched_seconds
 from .plugins import Registry
 from .results import read_record, record_path, write_record
 from .worker import CellWorker, Task
@@ -52,17 +52,20 @@ class Runner:
     def zoo(self) -> Zoo:
         return self.worker.zoo
 
-    def check(self) -> None:
+    def check(self, cells: Sequence[Cell] = ()) -> None:
         """What a run checks before it writes anything: --out and the zoo writable
-        (--device and --precision were checked when the worker was built)."""
+        (--device and --precision were checked when the worker was built), and with
+        --match-seconds, every pair's matched seconds found in --out."""
+        if self.config.match_seconds and cells:
+            self.config.pair_seconds = matched_seconds(self.registry, self.config, list(by_pair(cells)))
         problem = writable_dir_problem(Path(self.config.out))
         if problem:
             raise UsageError(f"--out {self.config.out} is not usable: {problem}")
         self.zoo.check_writable()
 
-    def prepare(self) -> None:
+    def prepare(self, cells: Sequence[Cell] = ()) -> None:
         """The checks, then remove the temporary files that a killed run left in --out and the zoo."""
-        self.check()
+        self.check(cells)
         for root in (Path(self.config.out), self.zoo.root):
             clean_stale_tmp(root)
 
@@ -70,7 +73,7 @@ class Runner:
         """Prepare every pair (data, teacher, costs, caches), then hand all cells to the
         executor at once: workers never wait for a pair boundary, and every latency is
         measured before any worker starts, on an otherwise idle machine."""
-        self.prepare()
+        self.prepare(cells)
         summary = Summary()
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         grid.refresh()  # shown from the first second, while pairs are prepared

@@ -74,7 +74,12 @@ def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
         for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
     ]
-    frame["method"] = variant_labels([r for r in records if r.get("status") == "ok"])
+    ok = [r for r in records if r.get("status") == "ok"]
+    labels: dict[int, str] = {}
+    for key in {(r["pair"], r.get("profile")) for r in ok}:  # a sweep on one pair names only that pair's cells
+        at = [i for i, r in enumerate(ok) if (r["pair"], r.get("profile")) == key]
+        labels.update(zip(at, variant_labels([ok[i] for i in at])))
+    frame["method"] = [labels[i] for i in range(len(ok))]
     return frame.sort_values(["pair", "method", "seed"], kind="stable").reset_index(drop=True)
 
 

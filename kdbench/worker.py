@@ -103,7 +103,7 @@ class CellWorker:
             schedule = prepared.pair.schedule(self.config.profile)
             scenario = get_scenario(cell.scenario)
             self._jobs[cell] = Job(cell, prepared, self.registry.method(cell.method).obj(**dict(cell.hparams)),
-                                   schedule, scenario, self.config.budget(schedule.steps),
+                                   schedule, scenario, self.config.budget(schedule.steps, cell.pair),
                                    self._scenario_teacher(prepared, scenario.teacher_steps_fraction))
         return self._jobs[cell]
 

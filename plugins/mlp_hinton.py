@@ -49,6 +49,8 @@ class MLPHinton(Pair):
     }
 
     shipped_teacher_dir = TEACHERS / "mlp-hinton"
+    #: The paper profile (Hinton et al.'s 30,000 student steps) distils from the shipped teacher too.
+    shipped_profiles = ("quick", "standard", "paper")
 
     def zoo_recipe(self) -> dict[str, Any]:
         """The shipped teacher's recipe (see `kdbench.shipped`), chosen on validation."""
