@@ -60,6 +60,24 @@ def folder_for(recipe: dict[str, Any], name: str) -> Path:
     return kdbench_home() / "students" / recipe_key({**recipe, "model": name})
 
 
+def artefact_files(key: str) -> dict[str, bytes]:
+    """The files of the cached artefact `key` (weights and card), to carry to a process
+    that shares no disk with this one (a Ray worker on another node)."""
+    folder = kdbench_home() / "students" / key
+    return {name: (folder / name).read_bytes() for name in ("model.safetensors", "card.json")}
+
+
+def install_artefact(key: str, files: dict[str, bytes]) -> Path:
+    """Write carried artefact files into this process's cache unless it has them (weights
+    first, card last, as `_train` does); `load_verified` checks them on use."""
+    folder = kdbench_home() / "students" / key
+    if read_card(folder) is None:
+        for name in ("model.safetensors", "card.json"):
+            with atomic_path(folder / name) as tmp:
+                tmp.write_bytes(files[name])
+    return folder
+
+
 def read_card(folder: Path) -> dict[str, Any] | None:
     """The artefact's card, or None when there is none or it is unreadable (then it is redone)."""
     try:

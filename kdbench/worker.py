@@ -3,8 +3,8 @@
 A `CellWorker` lives in the driver, which uses it to prepare pairs (data, teachers,
 cached logits) and to build each cell's record head; forked workers inherit it with
 everything prepared. `portable()` gives a copy that carries only the run's settings,
-for a process that shares no memory with the driver (a Ray task): it loads the
-registry, data and teachers (from the shared zoo) itself.
+for a process that shares no memory with the driver (a Ray task): it carries the
+prepared teachers and pre-trained student artefacts, and loads the registry and data itself.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from .plugins import Registry, load_registry
 from .record import Record
 from .results import host_info
 from .scenarios import get as get_scenario
+from .student_zoo import artefact_files, install_artefact
 from .teacher_cache import cacheable, logits_only, teacher_logits, teacher_outputs
 from .train import predict
-from .zoo import Teacher, Zoo
+from .zoo import CarriedTeacher, Teacher, Zoo
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,8 @@ class CellWorker:
         self._registry = registry
         self._pairs: dict[str, PreparedPair] = {}
         self._jobs: dict[Cell, Job] = {}
-        self._carried: dict[str, tuple[Teacher, dict[float, Teacher]]] = {}  # teachers prepared elsewhere
+        self._carried: dict[str, tuple[CarriedTeacher, dict[float, CarriedTeacher]]] = {}  # teachers prepared elsewhere
+        self._student_files: dict[str, dict[str, bytes]] = {}  # pre-trained student artefacts, likewise
 
     @property
     def registry(self) -> Registry:
@@ -74,11 +76,15 @@ class CellWorker:
     def pair(self, name: str) -> PreparedPair:
         """Data and teacher of a pair, loaded (and the teacher trained) once."""
         if name not in self._pairs:
+            while self._student_files:  # carried from the driver: in this node's cache before any student is built
+                install_artefact(*self._student_files.popitem())
             pair = self.registry.pair(name).obj()
             splits = self.data(pair)
             if name in self._carried:
                 teacher, variants = self._carried[name]
-                self._pairs[name] = PreparedPair(pair, splits, teacher, variants=dict(variants))
+                rebuild = lambda t: t.rebuild(pair, splits.num_classes, self.accel)  # noqa: E731
+                self._pairs[name] = PreparedPair(pair, splits, rebuild(teacher),
+                                                 variants={f: rebuild(t) for f, t in variants.items()})
             else:
                 self._pairs[name] = PreparedPair(pair, splits, self.teacher(pair, splits))
         return self._pairs[name]
@@ -173,7 +179,10 @@ class CellWorker:
         a process that shares no memory (or filesystem) with this one."""
         config = dataclasses.replace(self.config, progress=False, zoo_root=self.zoo.root.parent)
         worker = CellWorker(config)
-        worker._carried = {name: (p.teacher, dict(p.variants)) for name, p in self._pairs.items()}
+        worker._carried = {name: (CarriedTeacher.of(p.teacher), {f: CarriedTeacher.of(t) for f, t in p.variants.items()})
+                           for name, p in self._pairs.items()}
+        worker._student_files = {card["key"]: artefact_files(card["key"])
+                                 for p in self._pairs.values() if (card := p.pair.student_card)}
         return worker
 
 

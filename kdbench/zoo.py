@@ -49,6 +49,27 @@ class Teacher:
         return self.card["sha256"]
 
 
+@dataclass(frozen=True)
+class CarriedTeacher:
+    """A teacher as it travels to a process that shares no memory or disk with this one:
+    its card and weights, rebuilt there by the pair (a module may hold hooks or context
+    variables that no pickler carries, as transformers models do)."""
+
+    card: dict[str, Any]
+    state: dict[str, torch.Tensor]
+
+    @classmethod
+    def of(cls, teacher: Teacher) -> "CarriedTeacher":
+        return cls(teacher.card, {k: v.detach().cpu() for k, v in teacher.model.state_dict().items()})
+
+    def rebuild(self, pair: Pair, num_classes: int, accel: Accel) -> Teacher:
+        torch.manual_seed(TEACHER_SEED)
+        model = pair.build_teacher(num_classes)
+        model.load_state_dict(self.state)
+        set_teacher_frozen(model)
+        return Teacher(accel.model(model), self.card)
+
+
 def recipe_key(recipe: dict[str, Any]) -> str:
     blob = json.dumps(recipe, sort_keys=True, default=str).encode()
     return f"{recipe.get('model', 'teacher')}-{hashlib.sha256(blob).hexdigest()[:12]}"

@@ -115,6 +115,27 @@ def test_teachers_travel_with_the_work_not_through_a_shared_disk(registry, tmp_p
     assert not (zoo / "teachers").exists() or not any((zoo / "teachers").glob("*/model.safetensors"))
 
 
+def test_a_pretrained_student_travels_with_the_work_to_a_node_without_it(registry, tmp_path, monkeypatch):
+    """A general-distillation artefact made by the driver reaches a worker whose
+    KDBENCH_HOME has never seen it: the worker installs it and does not train it again."""
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.worker import CellWorker, Task
+
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "driver"))
+    driver = CellWorker(RunConfig(profile="smoke", progress=False, out=tmp_path / "out"), registry)
+    job = driver.job(Cell("minilm-tiny4-gd", "student-only", 0))
+    task = Task(job.cell, driver.head(job, driver.costs(job.prepared)))
+    key = job.prepared.pair.student_card["key"]
+    shipped = ray.cloudpickle.dumps(driver.portable())  # as Ray serialises it
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path / "node"))  # another node's disk
+    remote = ray.cloudpickle.loads(shipped)
+    remote._registry = registry
+    record = remote(task)
+    assert record["status"] == "ok", record.get("error")
+    assert record["student_init"]["key"] == key and record["student_init"]["reused"] is True
+    assert (tmp_path / "node" / "students" / key / "card.json").is_file()
+
+
 def test_a_killed_driver_leaves_its_records_and_a_rerun_finishes_the_grid(tmp_path):
     """The driver of a Ray run SIGKILLed after its first record: the same command, run
     again, runs only the cells without a record and leaves the others untouched."""
