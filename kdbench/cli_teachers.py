@@ -48,20 +48,21 @@ def _size(n: int) -> str:
 def teachers_list(plugins: Sequence[str]) -> None:
     """Shipped and trained teachers: source, accuracy, size and checkpoint sha256."""
     from .plugins import load_registry
-    from .shipped import CHECKPOINT, read_card
+    from .shipped import CHECKPOINT, SHIPPED_PROFILES, read_card
     from .zoo import Zoo
 
     registry = load_registry(plugins)
-    click.echo("shipped (used by the quick and standard profiles):")
+    click.echo("shipped:")
     for folder, pair_names in _shipped_folders(registry).items():
         card = read_card(folder)
+        profiles = getattr(registry.pair(pair_names[0]).obj, "shipped_profiles", SHIPPED_PROFILES)
         if card is None:
-            click.echo(f"  {','.join(pair_names):<30} not shipped yet (the pair trains its teacher)")
+            click.echo(f"  {','.join(pair_names)}\n    not shipped yet (the pair trains its teacher)")
             continue
         size = (folder / CHECKPOINT).stat().st_size if (folder / CHECKPOINT).is_file() else 0
-        click.echo(f"  {','.join(pair_names):<30} source=shipped val_acc={card['val_acc'] * 100:.2f}% "
-                   f"test_acc={card['test_acc'] * 100:.2f}% epochs={card.get('epochs')} "
-                   f"size={_size(size)} sha256={card['sha256'][:12]}")
+        click.echo(f"  {','.join(pair_names)}\n    source=shipped val {card['val_acc'] * 100:.2f}% "
+                   f"test {card['test_acc'] * 100:.2f}% epochs={card.get('epochs')} {_size(size)} "
+                   f"sha256={card['sha256'][:12]} profiles={','.join(profiles)}")
     zoo = Zoo()
     cards = zoo.cards()
     click.echo(f"trained ({zoo.root}):")
