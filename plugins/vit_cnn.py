@@ -41,7 +41,7 @@ class ViTCNN(ResNetCNN):
     def zoo_recipe(self) -> dict[str, Any]:
         """The shipped teacher's recipe (see `kdbench.shipped`)."""
         return {"model": "timm-" + self.teacher_spec["model_name"], "spec": self.teacher_spec,
-                "dataset": self.dataset, "epochs": 40, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.05,
+                "dataset": self.dataset, "epochs": 24, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.05,
                 "label_smoothing": 0.1, "augment": "shift2-flip", "store": "fp32"}
 
 
