@@ -24,8 +24,11 @@ CONVERGED_POINTS = 0.5
 COLLAPSE_SPREAD = 0.25
 
 
-def _steps(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame[(frame["budget.mode"] == "steps") & (frame["scenario"] == "full")]
+def _reference_runs(frame: pd.DataFrame, reference: str | None) -> pd.DataFrame:
+    """The reference baseline's step-budget records on full data (empty without a reference)."""
+    if frame.empty or reference is None:
+        return frame.iloc[0:0]
+    return frame[(frame["budget.mode"] == "steps") & (frame["scenario"] == "full") & (frame["method"] == reference)]
 
 
 def check_only_keys(frame: pd.DataFrame, reference: str | None) -> set[tuple[str, ...]]:
@@ -45,11 +48,7 @@ def check_only_keys(frame: pd.DataFrame, reference: str | None) -> set[tuple[str
 def convergence(frame: pd.DataFrame, reference: str | None) -> list[dict[str, Any]]:
     """One row per (pair, profile, B) where the reference has step budgets B and B/2."""
     rows: list[dict[str, Any]] = []
-    if frame.empty or reference is None:
-        return rows
-    ref = _steps(frame)
-    ref = ref[ref["method"] == reference]
-    for (pair, profile), g in ref.groupby(["pair", "profile"], sort=True):
+    for (pair, profile), g in _reference_runs(frame, reference).groupby(["pair", "profile"], sort=True):
         by_steps = {int(s): b for s, b in g.groupby("budget.steps")}
         for steps, full in sorted(by_steps.items()):
             half = next((b for s, b in by_steps.items() if abs(2 * s - steps) <= 1 and s < steps), None)
@@ -66,11 +65,7 @@ def convergence(frame: pd.DataFrame, reference: str | None) -> list[dict[str, An
 def teacher_margins(frame: pd.DataFrame, reference: str | None) -> list[dict[str, Any]]:
     """Per (pair, profile, step budget) with the reference: teacher − student-alone test accuracy."""
     rows: list[dict[str, Any]] = []
-    if frame.empty or reference is None:
-        return rows
-    ref = _steps(frame)
-    ref = ref[ref["method"] == reference]
-    for (pair, profile, steps), g in ref.groupby(["pair", "profile", "budget.steps"], sort=True):
+    for (pair, profile, steps), g in _reference_runs(frame, reference).groupby(["pair", "profile", "budget.steps"], sort=True):
         teacher, alone = g["metrics.teacher_test_acc"].mean() * 100, g["metrics.test_acc"].mean() * 100
         source = sorted({str(s) for s in g.get("teacher_source", pd.Series(dtype=object)).dropna()})
         rows.append({"pair": pair, "profile": profile, "steps": int(steps), "teacher %": teacher,
