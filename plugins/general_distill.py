@@ -9,8 +9,9 @@ warm-up and linear decay (the official `general_distill.py`: BertAdam, `warmup_l
 `kdbench.student_zoo.cached_body`, which trains it once through the one loop and
 caches it with a card (see `minilm-tiny4-gd` in `minilm.py`).
 
-Deviations from the paper: the teacher is the pair's teacher (fine-tuned on the task's
-training split), not the pre-trained one; the text is WordNet's (training synsets
+As in the paper, the teacher of general distillation is the pre-trained model (for
+`minilm-tiny4-gd`, all-MiniLM-L6-v2 before fine-tuning), not the task's teacher.
+Deviations from the paper: the text is WordNet's (training synsets
 only, see `wordnet_supersense.unlabelled_texts`), not Wikipedia; budgets are minutes,
 not days; the learned projection W_h is not carried into task distillation.
 """

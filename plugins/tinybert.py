@@ -28,7 +28,7 @@ Prerequisite: the authors start task distillation from a *general-distilled* stu
 whose student starts random (`minilm-tiny4`) do not meet it: stage 1 then drives a
 random student toward the teacher's mean hidden state and the pooled vector collapses
 (see `kdbench.train.representation_check`); `minilm-tiny4-gd` is the same student
-after general distillation, `minilm-distil3` starts from teacher layers.
+after general distillation, `minilm-distil3` starts from pre-trained MiniLM layers.
 
 Deviations from the official scripts: no data augmentation; the budget is kdbench's
 (a few hundred steps), split by the epoch ratio, not epochs; AdamW (with bias
