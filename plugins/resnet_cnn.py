@@ -42,11 +42,14 @@ def timm_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
     return timm.create_model(spec["model_name"], pretrained=False, num_classes=num_classes, in_chans=1, **kwargs)
 
 
+#: `standard`: 8600 steps of 128 = 20 epochs, the budget at which more training stopped
+#: helping `student-only` (validation, 3 seeds, each budget its own cosine schedule):
+#: 87.74% at 5 epochs, 88.97% at 10, 89.19% at 20 (+0.22 < 0.5; +1.23 from 5 to 10).
 VISION_SCHEDULES = {
     "smoke": Schedule(steps=8, teacher_steps=16, batch_size=32, train_limit=1024, eval_limit=256,
                       extra={"latency_batch": 32}),
     "quick": Schedule(steps=100, teacher_steps=200, batch_size=128, eval_limit=5000, lr=2e-3, teacher_lr=2e-3),
-    "standard": Schedule(steps=300, teacher_steps=800, batch_size=128, lr=2e-3, teacher_lr=2e-3),
+    "standard": Schedule(steps=8600, teacher_steps=800, batch_size=128, lr=2e-3, teacher_lr=2e-3),
     "paper": Schedule(steps=20000, teacher_steps=40000, batch_size=128, lr=2e-3, teacher_lr=2e-3),
 }
 
