@@ -43,10 +43,13 @@ class MLPHinton(Pair):
     name = "mlp-hinton"
     dataset = "fashion-mnist"
     taps = frozenset({"logits"})
+    #: `standard`: 8600 steps of 128 = 20 epochs, where more training stopped helping
+    #: `student-only` (validation, 3 seeds, each budget its own cosine schedule): 89.57% at
+    #: 5 epochs, 90.22% at 10, 90.45% at 20 (+0.23 < 0.5).
     schedules = {
         "smoke": Schedule(steps=30, teacher_steps=60, batch_size=64, train_limit=2048, eval_limit=1000),
         "quick": Schedule(steps=400, teacher_steps=1000, batch_size=128),
-        "standard": Schedule(steps=1500, teacher_steps=3000, batch_size=128),
+        "standard": Schedule(steps=8600, teacher_steps=3000, batch_size=128),
         "paper": Schedule(steps=30000, teacher_steps=60000, batch_size=100),
     }
 
