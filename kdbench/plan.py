@@ -209,11 +209,12 @@ def matched_seconds(registry: "Registry", config: RunConfig, pairs: Sequence[str
     seconds = {}
     for name in pairs:
         steps = registry.pair(name).obj().schedule(config.profile).steps
-        found = [float(r["train"]["seconds"]) for r in load_records([out / name / method])
+        folder = out / name / method
+        records = load_records([folder]) if folder.is_dir() else []
+        found = [float(r["train"]["seconds"]) for r in records
                  if r.get("status") == "ok" and r.get("profile") == config.profile
                  and r.get("scenario", "full") == "full" and r.get("hparams") == defaults
-                 and r.get("budget") == {"mode": "steps", "steps": steps, "seconds": None}] \
-            if (out / name / method).is_dir() else []
+                 and r.get("budget") == {"mode": "steps", "steps": steps, "seconds": None}]
         if not found:
             raise UsageError(f"--match-seconds {method}: no {method!r} record of pair {name!r} at the {config.profile} "
                              f"profile's {steps} steps in {out}; run that step-budget grid first")
