@@ -6,7 +6,7 @@ import torch
 from transformers import AutoConfig, BertConfig, BertForSequenceClassification
 
 from kdbench.taps import transformers_outputs
-from kdbench_plugins.minilm import TEXT_SCHEDULES, MiniLMDistil3, MiniLMTiny4, minilm_source, trim
+from kdbench_plugins.minilm import TEXT_SCHEDULES, MiniLMDistil3, MiniLMTiny4, distil_student, minilm_source, trim
 
 
 def tiny_teacher(layers: int = 6) -> BertForSequenceClassification:
@@ -22,9 +22,10 @@ def padded_batch() -> dict[str, torch.Tensor]:
     return {"input_ids": ids * mask, "attention_mask": mask}
 
 
-def test_distil3_student_starts_as_teacher_layers_0_2_4():
+def test_distil_student_keeps_layers_0_2_4_of_the_model_it_is_given():
+    """`minilm-distil3` gives it the pre-trained MiniLM (tests/test_minilm_students.py)."""
     teacher = tiny_teacher()
-    student = MiniLMDistil3().build_student(teacher, 5)
+    student = distil_student(teacher, (0, 2, 4))
     assert student.config.num_hidden_layers == 3
     t, s = teacher.state_dict(), student.state_dict()
     for i, j in enumerate((0, 2, 4)):
@@ -38,9 +39,9 @@ def test_distil3_student_starts_as_teacher_layers_0_2_4():
     assert not student.get_input_embeddings().weight.requires_grad  # frozen, as in the teacher's fine-tuning
 
 
-def test_distil3_student_owns_its_weights():
+def test_distil_student_owns_its_weights():
     teacher = tiny_teacher()
-    student = MiniLMDistil3().build_student(teacher, 5)
+    student = distil_student(teacher, (0, 2, 4))
     with torch.no_grad():
         next(student.bert.encoder.layer[0].parameters()).add_(1.0)
     assert not torch.equal(next(student.bert.encoder.layer[0].parameters()),
