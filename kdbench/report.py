@@ -208,8 +208,8 @@ def _budget_suffix(key: tuple[str, ...], frame: pd.DataFrame) -> str:
     same = frame[(frame["pair"] == pair) & (frame["profile"] == profile) & (frame["scenario"] == scenario)]
     if same["budget_key"].nunique() < 2:
         return ""
-    mode, _, value = budget.partition(":")
-    return f", {int(float(value))} steps" if mode == "steps" else f", time budget {float(value):g} s"
+    label = _budget_label(budget)
+    return f", {label}" if budget.startswith("steps:") else f", time budget {label}"
 
 
 def _section(key: tuple[str, ...], g: pd.DataFrame, ctx: Context, plots_dir: Path | None,

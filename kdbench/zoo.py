@@ -63,11 +63,7 @@ class CarriedTeacher:
         return cls(teacher.card, {k: v.detach().cpu() for k, v in teacher.model.state_dict().items()})
 
     def rebuild(self, pair: Pair, num_classes: int, accel: Accel) -> Teacher:
-        torch.manual_seed(TEACHER_SEED)
-        model = pair.build_teacher(num_classes)
-        model.load_state_dict(self.state)
-        set_teacher_frozen(model)
-        return Teacher(accel.model(model), self.card)
+        return Teacher(accel.model(shipped.build_from_state(pair, num_classes, self.state)), self.card)
 
 
 def recipe_key(recipe: dict[str, Any]) -> str:
