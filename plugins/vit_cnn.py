@@ -13,8 +13,8 @@ at batch 1 barely slower than it (1.1–1.3×); the deeper teacher is both a bet
 model once trained and clearly slower than the student at batch 1.
 
 The `quick` and `standard` profiles use the shipped teacher (`teachers/vit-cnn/`,
-`kdbench teachers train --pairs vit-cnn --recipe zoo`; until it is shipped they train
-the profile's teacher). Taps: ViT blocks and ResNet stages as NCHW maps through timm's
+`kdbench teachers train --pairs vit-cnn --recipe zoo`: 24 epochs, 45 minutes on 2 idle
+cores; validation 90.14%, test 90.63%, still rising slowly at the end). Taps: ViT blocks and ResNet stages as NCHW maps through timm's
 `forward_intermediates` (see `kdbench.taps.timm_outputs`).
 """
 from __future__ import annotations
