@@ -6,6 +6,7 @@ tensors with fixed splits. Everything here is plain data plus a few overridable 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -167,6 +168,9 @@ class Schedule:
     train_limit: int | None = None  # examples of the train split used (None = all)
     eval_limit: int | None = None  # examples of val/test evaluated (None = all)
     grad_clip: float = 10.0
+    #: Linear warm-up share of a one-phase training (methods without `phases`); models
+    #: trained from random initialisation diverge at some seeds without it.
+    warmup: float = 0.0
     extra: Mapping[str, Any] = field(default_factory=dict)  # pair-specific sizes, e.g. max_len
 
 
@@ -183,6 +187,9 @@ class Pair:
     schedules: ClassVar[dict[str, Schedule]] = {}
     #: Whether training batches are randomly augmented (then teacher outputs cannot be cached).
     augmented: ClassVar[bool] = False
+    #: The student's architecture and initialisation as data (a timm spec, layer sizes,
+    #: where its weights come from): with its schedule, what `student_recipe` names.
+    student_spec: ClassVar[Mapping[str, Any] | None] = None
     #: Set by `build_student` when the student starts from a pre-trained body (see
     #: `kdbench.student_zoo`): that body's card, with what it cost; records keep it.
     student_card: dict[str, Any] | None = None
@@ -197,6 +204,16 @@ class Pair:
                 f"pair {self.name!r} has no profile {profile!r}" + suggest(profile, self.schedules, "known: ")
             )
         return self.schedules[profile]
+
+    def student_recipe(self, profile: str) -> dict[str, Any]:
+        """What defines the student a cell trains besides its budget: `student_spec` and the
+        schedule's student fields (steps and the teacher's fields left out: the budget and the
+        teacher's sha256 name them). Its digest is part of every record's identity, so a
+        record made with another student or schedule is never resumed as this one's."""
+        fields = dataclasses.asdict(self.schedule(profile))
+        for key in ("steps", "teacher_steps", "teacher_lr"):
+            fields.pop(key)
+        return {"spec": dict(self.student_spec) if self.student_spec is not None else None, "schedule": fields}
 
     def dataset_options(self, profile: str) -> dict[str, Any]:
         """Keyword arguments for the dataset's `load` (a tokenizer, a sequence length)."""

@@ -29,7 +29,7 @@ from .plan import Cell
 from .plugins import Registry
 from .quantize import quantize_linear
 from .record import Record
-from .results import host_info, utc_now
+from .results import host_info, student_digest, utc_now
 from .scenarios import Scenario
 from .train import (
     NumericalFault,
@@ -124,7 +124,8 @@ class Job:
         """The keys that name the cell's record (see `kdbench.results.IDENTITY_KEYS`)."""
         return {"pair": self.cell.pair, "method": self.cell.method, "seed": self.cell.seed, "profile": profile,
                 "budget": self.budget.as_dict(), "hparams": dict(vars(self.method.hp)),
-                "teacher_sha256": self.teacher.sha256, "scenario": self.cell.scenario}
+                "teacher_sha256": self.teacher.sha256, "scenario": self.cell.scenario,
+                "student": student_digest(self.prepared.pair.student_recipe(profile))}
 
 
 def run_cell(job: Job, record: Record, accel: Accel, *, teacher_cached: Tensor | Outputs | None = None,

@@ -28,6 +28,7 @@ class Record:
     hparams: dict[str, Any]
     teacher_sha256: str
     scenario: str
+    student: str | None = None  # digest of the pair's student_recipe (architecture, init, schedule)
     # provenance: how and where it ran
     command: str = ""
     git_sha: str | None = field(default_factory=git_sha)

@@ -1,8 +1,9 @@
 """Records: the JSON result of one cell, its identity, atomic writing and reading.
 
 Records are the only interface between running and reporting. A record's identity
-(pair, method, seed, profile, budget, hyper-parameters, teacher sha256) names its
-file, so a re-run finds the cells already done and a changed setting is a new cell.
+(pair, method, seed, profile, budget, hyper-parameters, teacher sha256, scenario and the
+student's digest) names its file, so a re-run finds the cells already done and a changed
+setting — the teacher, the student's architecture or its schedule — is a new cell.
 """
 from __future__ import annotations
 
@@ -23,10 +24,15 @@ from .fsutil import TMP_PREFIX, atomic_write_text
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-IDENTITY_KEYS = ("pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256", "scenario")
+IDENTITY_KEYS = ("pair", "method", "seed", "profile", "budget", "hparams", "teacher_sha256", "scenario", "student")
 #: A record without a scenario (written before scenarios existed) is in this one.
 DEFAULT_SCENARIO = "full"
 REQUIRED_KEYS = ("pair", "method", "seed", "profile", "status")
+
+
+def student_digest(recipe: dict[str, Any]) -> str:
+    """A short hash of a pair's `student_recipe`: the record's `student` identity key."""
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def scenario_of(record: dict[str, Any]) -> str:
@@ -35,8 +41,11 @@ def scenario_of(record: dict[str, Any]) -> str:
 
 def cell_id(identity: dict[str, Any]) -> str:
     """A short hash of the identity. The default scenario is left out of the hash, so
-    records written before scenarios existed keep their id (and resume)."""
-    keys = {k: identity[k] for k in IDENTITY_KEYS if k != "scenario"}
+    records written before scenarios existed keep their id, and so is a missing student
+    digest (records written before it existed: they no longer match any cell, which has one)."""
+    keys = {k: identity[k] for k in IDENTITY_KEYS if k not in ("scenario", "student")}
+    if identity.get("student") is not None:
+        keys["student"] = identity["student"]
     if scenario_of(identity) != DEFAULT_SCENARIO:
         keys["scenario"] = scenario_of(identity)
     blob = json.dumps(keys, sort_keys=True, default=str)

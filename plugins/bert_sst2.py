@@ -40,6 +40,7 @@ class BertSST2Tiny4(MiniLMPair):
     zoo_recipe = None  # type: ignore[assignment]
     stored_teacher_state = None  # type: ignore[assignment]
     layers, hidden, ffn = 4, 312, 1200
+    student_spec = {"init": "random", "layers": layers, "hidden": hidden, "ffn": ffn}
     freeze_word_embeddings = False
 
     def source(self) -> str:

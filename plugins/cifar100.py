@@ -67,6 +67,7 @@ class CifarResNet32x4(Pair):
     taps = frozenset({"logits", "features"})
     schedules = {"paper": Schedule(steps=150_000, teacher_steps=150_000, batch_size=64, lr=1e-3, teacher_lr=1e-3,
                                    weight_decay=5e-4)}
+    student_spec = {"model_name": "cifar_resnet8x4"}
 
     def downloads(self, profile: str) -> list[str]:
         return ["CIFAR-100 (about 170 MB, torchvision) into $KDBENCH_HOME/data unless already there"]
@@ -80,7 +81,7 @@ class CifarResNet32x4(Pair):
         return timm.create_model("cifar_resnet32x4", num_classes=num_classes)
 
     def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
-        return timm.create_model("cifar_resnet8x4", num_classes=num_classes)
+        return timm.create_model(self.student_spec["model_name"], num_classes=num_classes)
 
 
 @hookimpl

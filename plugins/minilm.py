@@ -252,6 +252,7 @@ class MiniLMDistil3(MiniLMPair):
 
     name = "minilm-distil3"
     teacher_layers = (0, 2, 4)
+    student_spec = {"init": "pre-trained all-MiniLM-L6-v2", "layers": teacher_layers}
     #: lr 3e-4 chosen on validation (student-only, quick: 1e-4 → 44.6%, 3e-4 → 51.0%).
     schedules = student_schedules(steps={}, lr={})
 
@@ -264,6 +265,8 @@ class MiniLMTiny4(MiniLMPair):
 
     name = "minilm-tiny4"
     layers, width_ratio, ffn_ratio = 4, 0.5, 4
+    student_spec = {"init": "random layers, PCA word embeddings (frozen)", "layers": layers,
+                    "width_ratio": width_ratio, "ffn_ratio": ffn_ratio}
     #: A random student needs more steps than the teacher-initialised one (its steps are
     #: also cheaper). lr 1e-3 chosen on validation (student-only, quick: 5e-4 and 1.5e-3
     #: stay at the majority class after 60 steps; after 150 steps 1e-3 → 21.0%, 3e-3 → 9.2%).
@@ -307,6 +310,10 @@ class MiniLMTiny4GD(MiniLMTiny4):
     def dataset_options(self, profile: str) -> dict[str, Any]:
         self.profile = profile  # the runner (and the conformance kit) ask this before building students
         return super().dataset_options(profile)
+
+    def student_recipe(self, profile: str) -> dict[str, Any]:
+        """The `minilm-tiny4` student's, plus the general distillation it starts from."""
+        return {**super().student_recipe(profile), "general_distillation": dataclasses.asdict(GD_SCHEDULES[profile])}
 
     def texts(self) -> tuple[list[str], str]:
         if self._texts is None:

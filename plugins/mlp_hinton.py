@@ -53,6 +53,7 @@ class MLPHinton(Pair):
         "paper": Schedule(steps=30000, teacher_steps=60000, batch_size=100),
     }
 
+    student_spec = {"model": "mlp", "hidden": (800, 800), "dropout": 0.0}
     shipped_teacher_dir = TEACHERS / "mlp-hinton"
     #: The paper profile (Hinton et al.'s 30,000 student steps) distils from the shipped teacher too.
     shipped_profiles = ("quick", "standard", "paper")

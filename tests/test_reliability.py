@@ -194,7 +194,7 @@ IDENTITY = {
     "pair": "mlp-hinton", "method": "hinton", "seed": 0, "profile": "smoke",
     "budget": {"mode": "steps", "steps": 30, "seconds": None},
     "hparams": {"temperature": 4.0, "alpha": 0.5}, "teacher_sha256": "a" * 64,
-    "scenario": "full",
+    "scenario": "full", "student": "c" * 12,
 }
 
 
@@ -202,11 +202,37 @@ IDENTITY = {
     ("pair", "resnet-cnn"), ("method", "student-only"), ("seed", 1), ("profile", "quick"),
     ("budget", {"mode": "steps", "steps": 31, "seconds": None}),
     ("hparams", {"temperature": 2.0, "alpha": 0.5}), ("teacher_sha256", "b" * 64),
-    ("scenario", "noise-40"),
+    ("scenario", "noise-40"), ("student", "d" * 12),
 ])
 def test_every_identity_field_makes_a_new_cell(key, value):
     assert set(IDENTITY) <= set(IDENTITY_KEYS)  # the issue's seven fields, at least
     assert cell_id({**IDENTITY, key: value}) != cell_id(IDENTITY)
+
+
+def test_a_changed_student_schedule_or_architecture_is_a_new_cell(registry):
+    """A record made with another student (its spec) or another student schedule (lr,
+    warm-up, batch) is never resumed as today's cell; the teacher's fields change nothing."""
+    import dataclasses
+
+    from kdbench.results import student_digest
+
+    pair = registry.pair("mlp-hinton").obj()
+    base = student_digest(pair.student_recipe("smoke"))
+    smoke = pair.schedules["smoke"]
+    variants = {"lr": dataclasses.replace(smoke, lr=smoke.lr * 2), "warmup": dataclasses.replace(smoke, warmup=0.1),
+                "teacher": dataclasses.replace(smoke, teacher_steps=smoke.teacher_steps + 1, teacher_lr=0.5),
+                "steps": dataclasses.replace(smoke, steps=smoke.steps + 1)}  # the budget names the steps
+    digests = {}
+    for name, schedule in variants.items():
+        pair.schedules = {**type(pair).schedules, "smoke": schedule}
+        digests[name] = student_digest(pair.student_recipe("smoke"))
+    pair.schedules = type(pair).schedules
+    pair.student_spec = {**type(pair).student_spec, "hidden": (400, 400)}
+    digests["spec"] = student_digest(pair.student_recipe("smoke"))
+    assert digests["lr"] != base and digests["warmup"] != base and digests["spec"] != base
+    assert digests["teacher"] == base and digests["steps"] == base
+    legacy = {k: v for k, v in IDENTITY.items() if k != "student"}  # written before the digest existed
+    assert cell_id({**legacy, "student": None}) == cell_id(legacy) != cell_id(IDENTITY)
 
 
 def test_identity_ignores_everything_else():
