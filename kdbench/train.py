@@ -73,8 +73,6 @@ def set_teacher_frozen(teacher: nn.Module) -> None:
         p.requires_grad_(False)
 
 
-#: A method without phases trains as this one phase: cosine from the cell's lr to 0 over the budget.
-ONE_PHASE = (Phase("train", 1.0, schedule="cosine"),)
 
 
 def optimizer_for(params: list[nn.Parameter], lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -82,11 +80,14 @@ def optimizer_for(params: list[nn.Parameter], lr: float, weight_decay: float) ->
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
-def method_phases(method: Method) -> tuple[tuple[Phase, ...], bool]:
-    """The method's phases (checked) and whether it declared any."""
+def method_phases(method: Method, schedule: Schedule) -> tuple[tuple[Phase, ...], bool]:
+    """The method's phases (checked) and whether it declared any.
+
+    A method without phases trains as one: the pair's warm-up (`Schedule.warmup`), then
+    cosine from the cell's lr to 0 over the budget."""
     declared = method.phases()
     if declared is None:
-        return ONE_PHASE, False
+        return (Phase("train", 1.0, schedule="cosine", warmup=schedule.warmup),), False
     phases = tuple(declared)
     if not phases or abs(sum(p.fraction for p in phases) - 1.0) > 1e-6:
         raise UsageError(f"method {method.name!r}: phase fractions must sum to 1, not "
@@ -132,7 +133,8 @@ def train(
 
     Phases (`Method.phases`) run one after another inside the one budget, each with a
     fresh optimizer and its own schedule: phase i ends at its cumulative fraction of the
-    steps (rounded) or of the seconds. Without phases: one AdamW, cosine over the budget.
+    steps (rounded) or of the seconds. Without phases: one AdamW, the pair's warm-up, then
+    cosine over the budget.
 
     `evaluate`, when given, is called (it returns a validation accuracy) after the step
     that reaches each of `eval_points` evenly spaced points of the budget — in steps, or
@@ -145,7 +147,7 @@ def train(
     every phase, clock paused and random state restored; `phase_checks` keeps its dicts.
     """
     params = list(student.parameters()) + (list(adapters.parameters()) if adapters is not None else [])
-    phases, declared = method_phases(method)
+    phases, declared = method_phases(method, schedule)
     base_lr = lr if lr is not None else schedule.lr
     opt = optimizer_for(params, base_lr * phases[0].lr_scale, schedule.weight_decay)
     order = batch_indices(len(data), schedule.batch_size, seed, data.y.device)

@@ -1,6 +1,8 @@
 """Phases are separate trainings inside one budget: fresh optimizer, own schedule, own share."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -126,6 +128,14 @@ def test_a_method_without_phases_trains_as_before_one_cosine_no_phase_log():
     result = run(Plain())
     assert result.phases == [] and result.lrs[0] == pytest.approx(1e-2)
     assert all(a > b for a, b in zip(result.lrs, result.lrs[1:]))  # one cosine over the budget
+
+
+def test_a_pairs_warmup_shapes_the_one_phase_of_a_method_without_phases():
+    student, teacher, data = setup()
+    warm = dataclasses.replace(SCHEDULE, warmup=0.3)
+    lrs = train(student, Plain(), data, Budget(steps=10), warm, forward, seed=0).lrs
+    assert lrs[0] == 0.0 and lrs[:4] == sorted(lrs[:4])  # linear warm-up over the first 3 steps
+    assert max(lrs) == pytest.approx(1e-2) and all(a > b for a, b in zip(lrs[3:], lrs[4:]))  # then cosine
 
 
 def test_phase_checks_run_at_start_and_after_each_phase_and_change_no_loss():
