@@ -4,7 +4,8 @@
 (f) Ray / local wall time, quick grid of one pair (8 cells), `--jobs 2` locally vs two one-CPU
     actors on a local Ray, Ray start-up included — target ≤ 1.3;
 (g) with a CPU-bound process pinned to one core: the default local run ≤ 2.5× its idle wall
-    time, and Ray ≤ 1.5× local.
+    time, and Ray ≤ 1.5× local (asserted on the quick grid; the smoke grid's ratio is
+    reported, its wall time being mostly Ray's start-up).
 
 Each grid runs in a fresh `kdbench` process, as a user would run it; the teachers are
 trained (or found) once beforehand, so no measurement includes them.
@@ -80,13 +81,26 @@ def test_ray_wall_time_matches_local_jobs(benchmark, report_ratio, warm):
     assert ratio <= TARGETS["ray-wall"]
 
 
-def test_a_busy_core_slows_a_run_in_proportion(benchmark, report_ratio, warm):
-    idle, _ = _run(warm, "g-idle", "--profile", "smoke")
+def _train_seconds(records: list[dict]) -> float:
+    return sum(r["train"]["seconds"] for r in records)
+
+
+@pytest.mark.parametrize("profile", ["smoke", "quick"])
+def test_a_busy_core_slows_a_run_in_proportion(benchmark, report_ratio, warm, profile):
+    """Default threads (they follow the free cores), one core taken by a spinning process.
+    The smoke grid's Ray wall time is mostly Ray's start-up; the quick grid's is mostly cells."""
+    idle, idle_records = _run(warm, f"g-idle-{profile}", "--profile", profile)
     with _busy_core():
-        busy, _ = benchmark.pedantic(_run, args=(warm, "g-busy", "--profile", "smoke"), rounds=1, iterations=1)
-        busy_ray, _ = _run(warm, "g-busy-ray", "--profile", "smoke", "--executor", "ray")
+        busy, busy_records = benchmark.pedantic(_run, args=(warm, f"g-busy-{profile}", "--profile", profile),
+                                                rounds=1, iterations=1)
+        busy_ray, ray_records = _run(warm, f"g-busy-ray-{profile}", "--profile", profile, "--executor", "ray")
     local_ratio, ray_ratio = busy / idle, busy_ray / busy
-    report_ratio(f"(g) 8 smoke cells, default threads, one core busy: local busy / idle = {local_ratio:.2f} "
+    train_ratio = _train_seconds(ray_records) / _train_seconds(busy_records)
+    report_ratio(f"(g) 8 {profile} cells, default threads, one core busy: local busy / idle = {local_ratio:.2f} "
                  f"({busy:.1f} vs {idle:.1f} s; target <= {TARGETS['busy-local']}); Ray / local, both busy = "
-                 f"{ray_ratio:.2f} ({busy_ray:.1f} s; target <= {TARGETS['busy-ray']}); {os.cpu_count()} cores")
-    assert local_ratio <= TARGETS["busy-local"] and ray_ratio <= TARGETS["busy-ray"]
+                 f"{ray_ratio:.2f} wall ({busy_ray:.1f} s; target <= {TARGETS['busy-ray']}), {train_ratio:.2f} "
+                 f"training seconds; threads busy {busy_records[0]['threads']} / idle {idle_records[0]['threads']}; "
+                 f"{os.cpu_count()} cores")
+    assert local_ratio <= TARGETS["busy-local"]
+    if profile == "quick":  # at smoke size Ray's fixed start-up (about 9 s here) is most of the wall time
+        assert ray_ratio <= TARGETS["busy-ray"]

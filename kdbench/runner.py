@@ -6,7 +6,6 @@ command resumes it. What a cell does lives in `kdbench.cell`, what a worker hold
 """
 from __future__ import annotations
 
-import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .errors import UsageError
-from .executors import EXECUTORS, Dispatch, busy_cores
+from .executors import EXECUTORS, Dispatch, free_cores
 from .fsutil import clean_stale_tmp, writable_dir_problem
 from .plan import Cell, RunConfig, by_pair, matched_seconds
 from .plugins import Registry
@@ -85,21 +84,27 @@ class Runner:
                 self.notify(f"{len(summary.reused)} of {len(cells)} cells already have a record in "
                             f"{self.config.out}; {len(tasks)} new cells to run")
             if tasks:
-                self._warn_if_busy()
-                dispatch = Dispatch(self.config.jobs, self.config.threads, self.config.ray_address)
+                dispatch = self._dispatch()
                 self._collect(EXECUTORS[self.config.executor](self.worker, tasks, dispatch), summary, grid,
                               len(cells))
         finally:
             grid.close()
         return summary
 
-    def _warn_if_busy(self) -> None:
-        """Say so when other work keeps cores busy as the cells start (see `executors.busy_cores`)."""
-        busy = busy_cores() if self.config.threads is None and self.config.executor == "local" else 0
+    def _dispatch(self) -> Dispatch:
+        """How the cells run. Without --threads, cells share the cores that other work leaves
+        free as they start (`executors.free_cores`), and the run says so when that is fewer
+        than all; on a Ray cluster (--ray-address) this machine's load says nothing of the nodes'."""
+        config = self.config
+        if config.threads is not None or config.ray_address:
+            return Dispatch(config.jobs, config.threads, config.ray_address)
+        free, busy = free_cores()
+        dispatch = Dispatch(config.jobs, None, None, cores=free)
         if busy:
-            self.notify(f"{busy} of {os.cpu_count()} cores are busy with other work; a cell with a thread per core "
-                        "then waits for them at every step: give --threads (e.g. --threads "
-                        f"{max(1, (os.cpu_count() or 1) - busy)}) on a shared machine")
+            self.notify(f"{busy} of {free + busy} cores are busy with other work: cells run on "
+                        f"{dispatch.cell_threads()} thread(s) each, so a run's numbers can differ from an idle "
+                        "machine's; give --threads to fix the count")
+        return dispatch
 
     def _collect(self, records: Iterator[dict[str, Any]], summary: Summary, grid: Any, total: int) -> None:
         """Write each record as it comes back; with --fail-fast, stop at the first failure."""

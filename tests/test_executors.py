@@ -162,3 +162,22 @@ def test_busy_cores_counts_cores_that_other_work_keeps_busy(tmp_path, monkeypatc
     ])
     monkeypatch.setattr(executors.Path, "read_text", lambda self, *a, **k: next(samples))
     assert executors.busy_cores(interval=0, stat=str(stat)) == 1
+
+
+@pytest.mark.parametrize("threads,address,expected", [(None, None, 1), (2, None, 2), (None, "10.0.0.1:6379", 2)])
+def test_default_threads_follow_the_cores_other_work_leaves_free(registry, tmp_path, monkeypatch, threads, address,
+                                                                 expected):
+    """One of two cores busy: a default run's cells get one thread each, and the run says
+    so; --threads, or a Ray cluster's address (its nodes are not this machine), keep theirs."""
+    from kdbench import runner as runner_module
+    from kdbench.plan import RunConfig
+    from kdbench.runner import Runner
+
+    monkeypatch.setattr(runner_module, "free_cores", lambda: (1, 1))
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    said: list[str] = []
+    config = RunConfig(profile="smoke", progress=False, out=tmp_path, threads=threads, ray_address=address)
+    dispatch = Runner(registry, config, notify=said.append)._dispatch()
+    assert dispatch.cell_threads() == expected
+    assert bool(said) == (threads is None and address is None)
+    assert not said or "1 of 2 cores are busy" in said[0] and "--threads" in said[0]
