@@ -133,8 +133,7 @@ def train(
 
     Phases (`Method.phases`) run one after another inside the one budget, each with a
     fresh optimizer and its own schedule: phase i ends at its cumulative fraction of the
-    steps (rounded) or of the seconds. Without phases: one AdamW, the pair's warm-up, then
-    cosine over the budget.
+    steps (rounded) or of the seconds. Without phases: one (see `method_phases`).
 
     `evaluate`, when given, is called (it returns a validation accuracy) after the step
     that reaches each of `eval_points` evenly spaced points of the budget — in steps, or
