@@ -60,9 +60,10 @@ a 6,144-example subset (384 steps of 16 an epoch), 1,500 val / test, and student
 budgets being sized to convergence (`student-only` validation, 3 seeds, each budget its
 own schedule; converged when B and B/2 differ by < 0.5 points). Measured so far —
 `distil3`: 66.71% at 768 steps, 72.07% at 1536 (1 seed); `tiny4`: 54.18% at 768, 64.67%
-at 1536, 70.80% at 3072 (1 seed). Neither has converged, so `standard` is set to the
-next candidate (3,072 and 6,144 steps: 8 and 16 epochs), whose B/2 run is already
-measured; that it converges there is not yet shown. `paper` (full data, max_len 64,
+at 1536, 71.02% at 3072 (3 seeds). Neither had converged, so `standard` is set to the
+next candidate (3,072 and 6,144 steps: 8 and 16 epochs), whose B/2 run is measured:
+`tiny4` at 6,144 steps gave 70.93% at seeds 0 and 1 (70.80% at 3,072 for both: +0.13,
+converged on 2 of 3 seeds); `distil3` at 3,072 is not yet run. `paper` (full data, max_len 64,
 ~3 epochs) is not tuned.
 """
 from __future__ import annotations
