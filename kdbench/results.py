@@ -30,9 +30,14 @@ DEFAULT_SCENARIO = "full"
 REQUIRED_KEYS = ("pair", "method", "seed", "profile", "status")
 
 
+def json_digest(value: Any) -> str:
+    """12 hex digits of the sha256 of `value` as sorted-key JSON: cell ids, recipe keys."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
 def student_digest(recipe: dict[str, Any]) -> str:
     """A short hash of a pair's `student_recipe`: the record's `student` identity key."""
-    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_digest(recipe)
 
 
 def scenario_of(record: dict[str, Any]) -> str:
@@ -48,8 +53,7 @@ def cell_id(identity: dict[str, Any]) -> str:
         keys["student"] = identity["student"]
     if scenario_of(identity) != DEFAULT_SCENARIO:
         keys["scenario"] = scenario_of(identity)
-    blob = json.dumps(keys, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return json_digest(keys)
 
 
 def check_name(kind: str, name: str) -> None:

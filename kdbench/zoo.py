@@ -13,7 +13,6 @@ At the `quick` and `standard` profiles a pair with a shipped teacher (see
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 import warnings
@@ -31,7 +30,7 @@ from .api import Budget, Pair, Splits
 from .env import kdbench_home
 from .errors import UsageError
 from .fsutil import atomic_path, atomic_write_text, sha256_file, writable_dir_problem
-from .results import utc_now
+from .results import json_digest, utc_now
 from .shipped import SHIPPED_PROFILES
 from .train import SupervisedLoss, accuracy, predict, set_teacher_frozen, train
 
@@ -67,8 +66,7 @@ class CarriedTeacher:
 
 
 def recipe_key(recipe: dict[str, Any]) -> str:
-    blob = json.dumps(recipe, sort_keys=True, default=str).encode()
-    return f"{recipe.get('model', 'teacher')}-{hashlib.sha256(blob).hexdigest()[:12]}"
+    return f"{recipe.get('model', 'teacher')}-{json_digest(recipe)}"
 
 
 class Zoo:

@@ -76,7 +76,7 @@ class MLPHinton(Pair):
         return mlp(1200, num_classes, dropout_in=0.2, dropout=0.5)
 
     def build_student(self, teacher: nn.Module, num_classes: int) -> nn.Module:
-        return mlp(800, num_classes)
+        return mlp(self.student_spec["hidden"][0], num_classes, dropout=self.student_spec["dropout"])
 
 
 @hookimpl
