@@ -8,7 +8,8 @@ nothing new):
 - `zoo_recipe()`: the converged training recipe that produced it — `epochs`,
   `batch_size`, `lr`, `weight_decay`, `label_smoothing`, `augment` (a name the pair's
   `augment_teacher_batch(x, name)` understands, or None), `store` (`fp32` or `fp16`) and
-  optional `dataset_options` (overrides of the pair's `dataset_options("standard")`),
+  optional `warmup` (share of the steps warmed up linearly before the cosine decay, default 0),
+  `dataset_options` (overrides of the pair's `dataset_options("standard")`),
   `eval_points` (validation curve points, default one per epoch) and `curve_eval_limit`.
 
 The `quick` and `standard` profiles (or the pair's `shipped_profiles`) use the shipped teacher (`source: shipped`); `smoke`
@@ -157,6 +158,13 @@ def recipe_steps(recipe: dict[str, Any], n_train: int) -> int:
     return max(1, int(recipe["epochs"] * math.ceil(n_train / recipe["batch_size"])))
 
 
+def recipe_schedule(recipe: dict[str, Any], steps: int) -> Schedule:
+    """The training schedule a zoo recipe names: AdamW, optional linear warm-up, cosine to 0."""
+    return Schedule(steps=steps, teacher_steps=steps, batch_size=recipe["batch_size"], lr=recipe["lr"],
+                    teacher_lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0),
+                    grad_clip=recipe.get("grad_clip", 10.0), warmup=recipe.get("warmup", 0.0))
+
+
 def augmented_forward(pair: Pair, forward: Callable, augment: str | None) -> Callable:
     """`forward`, with the pair's teacher augmentation applied to batches in train mode."""
     if not augment:
@@ -186,9 +194,7 @@ def train_recipe(pair: Pair, splits: Splits, accel: Accel, out: Path, *, recipe:
     steps = recipe_steps(recipe, len(splits.train))
     if max_steps is not None:
         steps = min(steps, max_steps)
-    schedule = Schedule(steps=steps, teacher_steps=steps, batch_size=recipe["batch_size"], lr=recipe["lr"],
-                        teacher_lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0),
-                        grad_clip=recipe.get("grad_clip", 10.0))
+    schedule = recipe_schedule(recipe, steps)
     torch.manual_seed(TEACHER_SEED)
     model = accel.model(pair.build_teacher(splits.num_classes))
     forward = accel.forward(pair.forward)

@@ -8,7 +8,8 @@ import torch
 from kdbench.accel import Accel
 from kdbench.results import load_records
 
-SMOKE_CELL = ["--methods", "hinton", "--pairs", "mlp-hinton", "--profile", "smoke", "--quiet"]
+# The CPU path is pinned: on a CUDA machine the default device would be the GPU.
+SMOKE_CELL = ["--methods", "hinton", "--pairs", "mlp-hinton", "--profile", "smoke", "--quiet", "--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +17,7 @@ def resnet(registry):
     from kdbench.plan import RunConfig
     from kdbench.worker import CellWorker
 
-    st = CellWorker(RunConfig(profile="smoke", progress=False), registry).pair("resnet-cnn")
+    st = CellWorker(RunConfig(profile="smoke", progress=False, device="cpu"), registry).pair("resnet-cnn")
     return st.pair, st.teacher.model, st.splits.test.take(8).x
 
 

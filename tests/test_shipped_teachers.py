@@ -165,3 +165,13 @@ def test_wheel_contains_the_shipped_teachers(smoke_teacher: Path, tmp_path: Path
         card = json.loads((folder / "card.json").read_text())
         for name in ["card.json", *card["files"]]:
             assert f"kdbench_plugins/teachers/{folder.name}/{name}" in names
+
+
+def test_recipe_schedule_follows_the_recipe_and_defaults_to_no_warmup() -> None:
+    from kdbench.shipped import recipe_schedule
+    from kdbench_plugins.vit_cnn import ViTCNN
+
+    recipe = ViTCNN().zoo_recipe()
+    plain = recipe_schedule(recipe, 100)
+    assert (plain.steps, plain.lr, plain.weight_decay, plain.warmup) == (100, recipe["lr"], recipe["weight_decay"], 0.0)
+    assert recipe_schedule({**recipe, "warmup": 0.05}, 100).warmup == 0.05
