@@ -53,8 +53,8 @@ def cli() -> None:
 @click.option("--budget-scale", type=float,
               help="Multiply the profile's step budget, e.g. 0.5: the B/2 run of the convergence check.")
 @click.option("--match-seconds", metavar="METHOD",
-              help="With --budget-mode time: give each pair METHOD's mean training seconds at the profile's "
-                   "step budget, from its records in --out (a time-matched table).")
+              help="With --budget-mode time: first run METHOD at the profile's step budget, then give every "
+                   "cell of the pair its mean training seconds (a time-matched table; timed in this run).")
 @click.option("--set", "sets", multiple=True, metavar="METHOD.KEY=VALUE",
               help="Override a method hyper-parameter, e.g. hinton.temperature=20; repeatable.")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True,

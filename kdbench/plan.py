@@ -7,7 +7,6 @@ fast (the few checks that need torch or a model import it when they run).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -47,7 +46,7 @@ class RunConfig:
     budget_seconds: float | None = None
     budget_scale: float | None = None  # multiplies the profile's step budget (the B/2 convergence check)
     match_seconds: str | None = None  # time mode: each pair gets this method's mean seconds at its step budget
-    pair_seconds: dict[str, float] = field(default_factory=dict)  # filled by `matched_seconds` in the driver
+    pair_seconds: dict[str, float] = field(default_factory=dict)  # filled by `Runner.match` in the driver
     device: str | None = None
     precision: str = "auto"  # one of PRECISIONS
     data_dir: Path | None = None
@@ -78,7 +77,7 @@ class RunConfig:
         if self.match_seconds is not None:
             if self.budget_mode != "time" or self.budget_seconds is not None:
                 raise UsageError("--match-seconds needs --budget-mode time and no --budget-seconds: the seconds "
-                                 "come from the named method's records in --out")
+                                 "are what the named method takes for its step budget, timed in the same run")
         else:
             Budget(self.budget_mode, self.budget_steps, self.budget_seconds)  # validates all three
         if self.data_dir is not None and not Path(self.data_dir).is_dir():
@@ -101,7 +100,8 @@ class RunConfig:
         if self.budget_mode == "time":
             seconds = self.pair_seconds.get(pair or "") if self.match_seconds else self.budget_seconds
             if seconds is None:
-                raise UsageError(f"no matched seconds for pair {pair!r}; call kdbench.plan.matched_seconds first")
+                raise UsageError(f"no matched seconds for pair {pair!r} yet: a time-matched run times "
+                                 f"{self.match_seconds} first (kdbench.runner.Runner.match)")
             return Budget("time", self.budget_steps, seconds)
         steps = self.budget_steps or schedule_steps
         if self.budget_scale is not None:
@@ -198,28 +198,24 @@ def plan(
     return cells
 
 
-def matched_seconds(registry: "Registry", config: RunConfig, pairs: Sequence[str]) -> dict[str, float]:
-    """Per pair, the mean training seconds of `config.match_seconds`'s `ok` records in
-    `config.out` at the profile's own step budget (full data, default hyper-parameters):
-    the wall-clock budget that makes a time-matched table comparable with the step-matched one."""
+def resumed_match(config: RunConfig, pair: str) -> float | None:
+    """The seconds an earlier time-matched run gave `pair`, read from its records in `--out`
+    (the latest if several): a resumed run keeps them, so its finished cells still count."""
     from .results import load_records
 
-    method, out = str(config.match_seconds), Path(config.out)
-    defaults = json.loads(json.dumps(dict(vars(registry.method(method).obj().hp))))
-    seconds = {}
-    for name in pairs:
-        steps = registry.pair(name).obj().schedule(config.profile).steps
-        folder = out / name / method
-        records = load_records([folder]) if folder.is_dir() else []
-        found = [float(r["train"]["seconds"]) for r in records
-                 if r.get("status") == "ok" and r.get("profile") == config.profile
-                 and r.get("scenario", "full") == "full" and r.get("hparams") == defaults
-                 and r.get("budget") == {"mode": "steps", "steps": steps, "seconds": None}]
-        if not found:
-            raise UsageError(f"--match-seconds {method}: no {method!r} record of pair {name!r} at the {config.profile} "
-                             f"profile's {steps} steps in {out}; run that step-budget grid first")
-        seconds[name] = round(sum(found) / len(found), 1)
-    return seconds
+    folder = Path(config.out) / pair
+    records = load_records([folder]) if folder.is_dir() else []
+    given = sorted((r.get("created", ""), r["matched"]["seconds"]) for r in records
+                   if (r.get("matched") or {}).get("method") == config.match_seconds
+                   and r.get("profile") == config.profile)
+    return given[-1][1] if given else None
+
+
+def timing_cells(config: RunConfig, cells: Sequence[Cell]) -> list[Cell]:
+    """The `--match-seconds` method's step-budget cells (full data, default hyper-parameters,
+    the seeds of `cells`) that a time-matched run runs first, to time them on this machine as it is now."""
+    seeds = sorted({c.seed for c in cells})
+    return [Cell(pair, str(config.match_seconds), seed) for pair in by_pair(cells) for seed in seeds]
 
 
 def by_pair(cells: Sequence[Cell]) -> dict[str, list[Cell]]:
@@ -239,14 +235,20 @@ def describe_plan(registry: "Registry", config: RunConfig, cells: Sequence[Cell]
     for name, pair_cells in by_pair(cells).items():
         pair = registry.pair(name).obj()
         s = pair.schedule(config.profile)
-        budget = config.budget(s.steps, name)
+        if config.match_seconds and name not in config.pair_seconds:
+            budget_line = (f"    budget: the seconds {config.match_seconds} takes for its {s.steps} steps, "
+                           "timed first in this run")
+        else:
+            budget = config.budget(s.steps, name)
+            budget_line = (f"    budget: {budget.steps} steps" if budget.mode == "steps"
+                           else f"    budget: {budget.seconds} s")
         methods = sorted({c.method for c in pair_cells})
         scs = sorted({c.scenario for c in pair_cells})
         lines += [
             f"- {name} (dataset {pair.dataset}): {len(pair_cells)} cells = {len(methods)} methods × "
             f"{len({c.seed for c in pair_cells})} seeds"
             + (f" × {len(scs)} scenarios [{', '.join(scs)}]" if scs != ["full"] else "") + f" [{', '.join(methods)}]",
-            f"    budget: {budget.steps} steps" if budget.mode == "steps" else f"    budget: {budget.seconds} s",
+            budget_line,
             f"    batch {s.batch_size}, lr {s.lr}; teacher: "
             + (status if (status := zoo.status(pair, config.profile)).startswith("shipped")
                else f"{s.teacher_steps} steps, {status}"),

@@ -42,6 +42,7 @@ class Record:
     host: dict[str, Any] | None = None
     teacher_key: str | None = None
     teacher_source: str | None = None  # "shipped" with kdbench, or "trained" into the zoo
+    matched: dict[str, Any] | None = None  # time-matched cells: {method, seconds} timed in the same run
     # the pair's costs, measured once per pair
     params: dict[str, int] | None = None
     flops: dict[str, int] | None = None

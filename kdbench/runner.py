@@ -6,6 +6,7 @@ command resumes it. What a cell does lives in `kdbench.cell`, what a worker hold
 """
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 from .errors import UsageError
 from .executors import EXECUTORS, Dispatch, free_cores
 from .fsutil import clean_stale_tmp, writable_dir_problem
-from .plan import Cell, RunConfig, by_pair, matched_seconds
+from .plan import Cell, RunConfig, by_pair, resumed_match, timing_cells
 from .plugins import Registry
 from .results import read_record, record_path, write_record
 from .worker import CellWorker, Task
@@ -53,10 +54,13 @@ class Runner:
 
     def check(self, cells: Sequence[Cell] = ()) -> None:
         """What a run checks before it writes anything: --out and the zoo writable
-        (--device and --precision were checked when the worker was built), and with
-        --match-seconds, every pair's matched seconds found in --out."""
-        if self.config.match_seconds and cells:
-            self.config.pair_seconds = matched_seconds(self.registry, self.config, list(by_pair(cells)))
+        (--device and --precision were checked when the worker was built); with
+        --match-seconds, the seconds an earlier run of the same grid gave each pair."""
+        if self.config.match_seconds:
+            for pair in by_pair(cells):
+                seconds = resumed_match(self.config, pair)
+                if seconds is not None:
+                    self.config.pair_seconds[pair] = seconds
         problem = writable_dir_problem(Path(self.config.out))
         if problem:
             raise UsageError(f"--out {self.config.out} is not usable: {problem}")
@@ -73,6 +77,7 @@ class Runner:
         executor at once: workers never wait for a pair boundary, and every latency is
         measured before any worker starts, on an otherwise idle machine."""
         self.prepare(cells)
+        self.match(cells)
         summary = Summary()
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         grid.refresh()  # shown from the first second, while pairs are prepared
@@ -90,6 +95,28 @@ class Runner:
         finally:
             grid.close()
         return summary
+
+    def match(self, cells: Sequence[Cell]) -> None:
+        """With --match-seconds M: time M's step-budget cells first, in this run (same jobs,
+        threads and machine load as the cells that follow), and give each pair their mean
+        training seconds. Recorded seconds from another day measure another machine state.
+        Pairs that an earlier run of the grid already matched keep their seconds (resume)."""
+        method = self.config.match_seconds
+        todo = [c for c in cells if c.pair not in self.config.pair_seconds]
+        if not method or not todo:
+            return
+        timing = timing_cells(self.config, todo)
+        self.notify(f"--match-seconds {method}: timing its step-budget cells first ({len(timing)} cells), "
+                    "on this machine as it is now")
+        config = dataclasses.replace(self.config, budget_mode="steps", match_seconds=None, pair_seconds={},
+                                     force=True)
+        written = Runner(self.registry, config, self.notify).run(timing).written
+        for pair in by_pair(timing):
+            found = [float(r["train"]["seconds"]) for r in written if r["pair"] == pair and r["status"] == "ok"]
+            if not found:
+                raise UsageError(f"--match-seconds {method}: its step-budget cells of {pair!r} failed, so there "
+                                 f"are no seconds to match; see the records in {self.config.out}")
+            self.config.pair_seconds[pair] = round(sum(found) / len(found), 1)
 
     def _dispatch(self) -> Dispatch:
         """How the cells run. Without --threads, cells share the cores that other work leaves

@@ -130,6 +130,9 @@ class CellWorker:
                         threads=threads, host=host_info(self.accel.device, threads),
                         teacher_key=job.teacher.card.get("key"), teacher_source=job.teacher.card.get("source", "trained"),
                         metrics={"teacher_test_acc": job.teacher.card["test_acc"]})
+        if self.config.match_seconds:
+            record.matched = {"method": self.config.match_seconds,
+                              "seconds": self.config.pair_seconds[job.cell.pair]}
         record.set_costs(costs)
         return record
 

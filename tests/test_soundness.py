@@ -89,17 +89,36 @@ def test_bad_budget_options_are_usage_errors(options):
         RunConfig(**options)
 
 
-def test_match_seconds_reads_the_baselines_mean_seconds_per_pair(tmp_path, registry):
-    from kdbench.plan import matched_seconds
+def test_a_resumed_time_matched_run_keeps_the_seconds_its_pair_was_given(tmp_path):
+    from kdbench.plan import resumed_match
 
-    steps = registry.pair("mlp-hinton").obj().schedule("smoke").steps
-    folder = tmp_path / "mlp-hinton" / "student-only"
+    folder = tmp_path / "mlp-hinton" / "hinton"
     folder.mkdir(parents=True)
-    for s in range(2):
-        rec = _record("student-only", s, steps, 0.8, pair="mlp-hinton")
-        rec["profile"] = "smoke"
+    for s, (created, seconds) in enumerate([("2026-01-01T00:00:00Z", 9.0), ("2026-01-02T00:00:00Z", 12.5)]):
+        rec = _record("hinton", s, 0, 0.8, pair="mlp-hinton", mode="time", seconds=seconds,
+                      matched={"method": "student-only", "seconds": seconds})
+        rec["created"] = created
         (folder / f"seed{s}.json").write_text(json.dumps(rec))
-    config = RunConfig(profile="smoke", out=tmp_path, budget_mode="time", match_seconds="student-only")
-    assert matched_seconds(registry, config, ["mlp-hinton"]) == {"mlp-hinton": 12.5}
-    with pytest.raises(UsageError, match="no 'student-only' record of pair 'resnet-cnn'"):
-        matched_seconds(registry, config, ["resnet-cnn"])
+    config = RunConfig(profile="standard", out=tmp_path, budget_mode="time", match_seconds="student-only")
+    assert resumed_match(config, "mlp-hinton") == 12.5  # the latest run's
+    assert resumed_match(config, "resnet-cnn") is None  # never matched: timed first in the run
+
+
+def test_match_seconds_times_the_baseline_in_the_same_run_and_resumes(tmp_path, cli_run):
+    out = tmp_path / "runs"
+    args = ("run", "--profile", "smoke", "--pairs", "mlp-hinton", "--methods", "student-only,hinton",
+            "--budget-mode", "time", "--match-seconds", "student-only", "--threads", "1", "--quiet",
+            "--out", str(out))
+    code, stdout, _ = cli_run(*args, "--dry-run")
+    assert code == 0 and "the seconds student-only takes for its" in stdout and not out.exists()
+    code, _, stderr = cli_run(*args)
+    assert code == 0, stderr
+    assert "timing its step-budget cells first (1 cells)" in stderr
+    records = [json.loads(p.read_text()) for p in out.rglob("*.json")]
+    (timed,) = [r for r in records if r["budget"]["mode"] == "steps"]
+    matched = [r for r in records if r["budget"]["mode"] == "time"]
+    assert timed["method"] == "student-only" and {r["method"] for r in matched} == {"student-only", "hinton"}
+    for r in matched:
+        assert r["budget"]["seconds"] == r["matched"]["seconds"] == round(timed["train"]["seconds"], 1)
+    code, stdout, stderr = cli_run(*args)  # resumed: nothing timed or run again
+    assert code == 0 and "timing" not in stderr and "0 cells run, 2 reused" in stdout
