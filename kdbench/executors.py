@@ -25,6 +25,7 @@ import queue
 import socket
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -101,15 +102,22 @@ def _set_threads(n: int) -> int:
     return before
 
 
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to `n` (None: unchanged) inside the block, restored after."""
+    before = _set_threads(n) if n else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            _set_threads(before)
+
+
 def run_local(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[Record]:
     """Cells one after another in this process, each at the cell thread count."""
-    threads = dispatch.cell_threads(1)
     for task in tasks:
-        before = _set_threads(threads)
-        try:
+        with torch_threads(dispatch.cell_threads(1)):  # the driver's own work keeps every core
             record = work(task)
-        finally:
-            _set_threads(before)  # the driver's own work keeps every core
         yield record
 
 

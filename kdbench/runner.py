@@ -82,14 +82,16 @@ class Runner:
         grid = tqdm(total=len(cells), desc="grid", disable=not self.config.progress)
         grid.refresh()  # shown from the first second, while pairs are prepared
         try:
+            dispatch, busy_note = self._dispatch()
             tasks = [task for name, pair_cells in by_pair(cells).items()
-                     for task in self.pair_tasks(name, pair_cells, summary, grid)]
+                     for task in self.pair_tasks(name, pair_cells, summary, grid, dispatch.cell_threads())]
             grid.set_description_str("grid")
             if summary.reused:
                 self.notify(f"{len(summary.reused)} of {len(cells)} cells already have a record in "
                             f"{self.config.out}; {len(tasks)} new cells to run")
             if tasks:
-                dispatch = self._dispatch()
+                if busy_note:
+                    self.notify(busy_note)
                 self._collect(EXECUTORS[self.config.executor](self.worker, tasks, dispatch), summary, grid,
                               len(cells))
         finally:
@@ -118,20 +120,20 @@ class Runner:
                                  f"are no seconds to match; see the records in {self.config.out}")
             self.config.pair_seconds[pair] = round(sum(found) / len(found), 1)
 
-    def _dispatch(self) -> Dispatch:
-        """How the cells run. Without --threads, cells share the cores that other work leaves
-        free as they start (`executors.free_cores`), and the run says so when that is fewer
-        than all; on a Ray cluster (--ray-address) this machine's load says nothing of the nodes'."""
+    def _dispatch(self) -> tuple[Dispatch, str | None]:
+        """How the cells run, and a line for the user when other work keeps cores busy.
+        Without --threads, cells share the cores that other work leaves free as the run
+        starts (`executors.free_cores`); on a Ray cluster (--ray-address) this machine's
+        load says nothing of the nodes'."""
         config = self.config
         if config.threads is not None or config.ray_address:
-            return Dispatch(config.jobs, config.threads, config.ray_address)
+            return Dispatch(config.jobs, config.threads, config.ray_address), None
         free, busy = free_cores()
         dispatch = Dispatch(config.jobs, None, None, cores=free)
-        if busy:
-            self.notify(f"{busy} of {free + busy} cores are busy with other work: cells run on "
-                        f"{dispatch.cell_threads()} thread(s) each, so a run's numbers can differ from an idle "
-                        "machine's; give --threads to fix the count")
-        return dispatch
+        note = (f"{busy} of {free + busy} cores are busy with other work: cells run on {dispatch.cell_threads()} "
+                "thread(s) each, so a run's numbers can differ from an idle machine's; give --threads to fix "
+                "the count") if busy else None
+        return dispatch, note
 
     def _collect(self, records: Iterator[dict[str, Any]], summary: Summary, grid: Any, total: int) -> None:
         """Write each record as it comes back; with --fail-fast, stop at the first failure."""
@@ -145,10 +147,12 @@ class Runner:
                 summary.not_run = total - len(summary.records)
                 return
 
-    def pair_tasks(self, name: str, cells: Sequence[Cell], summary: Summary, grid: Any) -> list[Task]:
+    def pair_tasks(self, name: str, cells: Sequence[Cell], summary: Summary, grid: Any,
+                   threads: int | None = None) -> list[Task]:
         """The cells of one pair still to run, each with its record head; cells with a
         complete record go to `summary.reused`. Loads (or trains) what the cells share —
-        data, teachers, cached logits — before any worker is forked."""
+        data, teachers, cached logits — before any worker is forked. Costs are measured at
+        the cells' `threads`: more threads than the free cores make every latency a wait."""
         todo = []
         grid.set_description_str(f"preparing {name}: data and teachers")
         for cell in cells:
@@ -162,7 +166,7 @@ class Runner:
         if not todo:
             return []
         grid.set_description_str(f"preparing {name}: measuring costs")
-        costs = self.worker.costs(self.worker.pair(name))
+        costs = self.worker.costs(self.worker.pair(name), threads)
         grid.set_description_str(f"preparing {name}: teacher outputs")
         for job in todo:  # before any fork, so workers inherit the caches
             self.worker.warm(job)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from .accel import Accel, resolve_device
 from .api import Outputs, Pair, Splits
 from .cell import Job, PreparedPair, load_splits, run_cell
-from .executors import Dispatch
+from .executors import Dispatch, torch_threads
 from .measure import LATENCY_SECONDS, pair_costs
 from .plan import Cell, RunConfig
 from .plugins import Registry, load_registry
@@ -89,17 +89,19 @@ class CellWorker:
                 self._pairs[name] = PreparedPair(pair, splits, self.teacher(pair, splits))
         return self._pairs[name]
 
-    def costs(self, prepared: PreparedPair) -> dict[str, Any]:
-        """Params, FLOPs, latency and int8 of teacher and student: the same for every method."""
+    def costs(self, prepared: PreparedPair, threads: int | None = None) -> dict[str, Any]:
+        """Params, FLOPs, latency and int8 of teacher and student: the same for every method;
+        latencies at `threads` intra-op threads (None: this process's count)."""
         pair, splits, teacher = prepared.pair, prepared.splits, prepared.teacher
         torch.manual_seed(0)
         student = self.accel.model(pair.build_student(teacher.model, splits.num_classes))
         big = pair.schedule(self.config.profile).extra.get("latency_batch", 256)
         x1, xn = (_to(pair.example_inputs(splits, n), self.accel.device) for n in (1, big))
         device = self.accel.device.type
-        return pair_costs(teacher.model, student, x1, xn, LATENCY_SECONDS[self.config.profile], call=self.accel.call,
-                          int8_skipped=None if device == "cpu" else
-                          f"dynamic int8 quantization runs on CPU only; device is {device}")
+        with torch_threads(threads):
+            return pair_costs(teacher.model, student, x1, xn, LATENCY_SECONDS[self.config.profile],
+                              call=self.accel.call, int8_skipped=None if device == "cpu" else
+                              f"dynamic int8 quantization runs on CPU only; device is {device}")
 
     # -- cells ---------------------------------------------------------------------------------
     def job(self, cell: Cell) -> Job:

@@ -177,7 +177,35 @@ def test_default_threads_follow_the_cores_other_work_leaves_free(registry, tmp_p
     monkeypatch.setattr("os.cpu_count", lambda: 2)
     said: list[str] = []
     config = RunConfig(profile="smoke", progress=False, out=tmp_path, threads=threads, ray_address=address)
-    dispatch = Runner(registry, config, notify=said.append)._dispatch()
+    dispatch, note = Runner(registry, config, notify=said.append)._dispatch()
     assert dispatch.cell_threads() == expected
-    assert bool(said) == (threads is None and address is None)
-    assert not said or "1 of 2 cores are busy" in said[0] and "--threads" in said[0]
+    assert bool(note) == (threads is None and address is None)
+    assert not note or "1 of 2 cores are busy" in note and "--threads" in note
+
+
+def test_costs_are_measured_at_the_cells_thread_count(registry, tmp_path, monkeypatch):
+    """Latency measured with more threads than the cells get (and than the free cores)
+    is a measure of waiting: the driver measures at the cells' count, then restores its own."""
+    import torch
+
+    from kdbench import worker as worker_module
+    from kdbench.plan import Cell, RunConfig
+    from kdbench.runner import Runner
+
+    from tqdm import tqdm
+
+    from kdbench.runner import Summary
+
+    seen: list[int] = []
+    measure = worker_module.pair_costs
+    monkeypatch.setattr(worker_module, "pair_costs",
+                        lambda *a, **k: seen.append(torch.get_num_threads()) or measure(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = RunConfig(profile="smoke", progress=False, out=tmp_path, threads=1)
+        Runner(registry, config).pair_tasks("mlp-hinton", [Cell("mlp-hinton", "student-only", 0)], Summary(),
+                                            tqdm(disable=True), threads=1)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
