@@ -62,7 +62,8 @@ own schedule; converged when B and B/2 differ by < 0.5 points). Measured (mean o
 seeds unless said) — `tiny4`: 54.18% at 768 steps, 64.67% at 1,536, 71.02% at 3,072, and
 70.93% at 6,144 on seeds 0 and 1 (70.80% at 3,072 for both: +0.13), so its `standard` is
 6,144 steps (16 epochs). `distil3`: 66.71% at 768, 71.71% at 1,536, 73.85% at 3,072
-(+2.14: not converged), so its `standard` is the next candidate, 6,144 steps (16 epochs).
+(+2.14: not converged), 74.58% at 6,144 (16 epochs; +0.73, seeds +1.60 / +0.93 / −0.34:
+still over the 0.5 rule), which `standard` uses until 12,288 is measured.
 `paper` (full data, max_len 64, ~3 epochs) is not tuned.
 """
 from __future__ import annotations
