@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+from tqdm.auto import tqdm
 
 from .api import Forward, Method, Schedule, TensorData
 from .budget import Budget
@@ -147,7 +148,10 @@ def cached_body(
 def _train(build: Callable[[], nn.Module], method: Method, teacher: nn.Module, forward: Forward,
            data: Callable[[], TensorData], recipe: dict[str, Any], folder: Path, schedule: Schedule,
            on_step: Callable[[int, float], None] | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train the body once and write the artefact (weights first, card last)."""
+    """Train the body once and write the artefact (weights first, card last); without
+    `on_step`, a progress bar shows the steps (it can take many minutes)."""
+    bar = tqdm(total=schedule.steps, desc=f"student body {folder.name}", leave=False, disable=on_step is not None)
+    on_step = on_step or (lambda step, loss: bar.update(1))
     started = time.perf_counter()
     device = next(teacher.parameters()).device
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -157,9 +161,12 @@ def _train(build: Callable[[], nn.Module], method: Method, teacher: nn.Module, f
         with torch.no_grad():
             s_out, t_out = forward(student, sample.x, needs), forward(teacher, sample.x, needs)
         adapters = method.adapters(s_out.detach(), t_out)
-        result = train(student, method, examples, Budget(steps=schedule.steps), schedule, forward,
-                       seed=recipe["seed"], teacher=teacher, on_step=on_step,
-                       adapters=adapters.to(device) if adapters is not None else None)
+        try:
+            result = train(student, method, examples, Budget(steps=schedule.steps), schedule, forward,
+                           seed=recipe["seed"], teacher=teacher, on_step=on_step,
+                           adapters=adapters.to(device) if adapters is not None else None)
+        finally:
+            bar.close()
     keep = tuple(recipe["keep"])
     body = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items() if k.startswith(keep)}
     weights = folder / "model.safetensors"
