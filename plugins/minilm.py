@@ -59,10 +59,9 @@ examples (budget-curve points on 200), 128 teacher steps, 50 (`distil3`) or 64
 a 6,144-example subset (384 steps of 16 an epoch), 1,500 val / test, and student
 budgets being sized to convergence (`student-only` validation, 3 seeds, each budget its
 own schedule; converged when B and B/2 differ by < 0.5 points). Measured (mean of 3
-seeds unless said) — `tiny4`: 54.18% at 768 steps, 64.67% at 1,536, 71.02% at 3,072, and
-70.93% at 6,144 on seeds 0 and 1 (70.80% at 3,072 for both: +0.13), so its `standard` is
-6,144 steps (16 epochs). `distil3`: 66.71% at 768, 71.71% at 1,536, 73.85% at 3,072
-(+2.14: not converged), 74.58% at 6,144 (16 epochs; +0.73, seeds +1.60 / +0.93 / −0.34:
+seeds) — `tiny4`: 54.18% at 768 steps, 64.67% at 1,536, 71.02% at 3,072, 71.24% at
+6,144 (+0.22: converged), so its `standard` is 6,144 steps (16 epochs). `distil3`: 66.71%
+at 768, 71.71% at 1,536, 73.84% at 3,072 (+2.13: not converged), 74.58% at 6,144 (16 epochs; +0.73, seeds +1.60 / +0.93 / −0.34:
 still over the 0.5 rule), which `standard` uses until 12,288 is measured.
 `paper` (full data, max_len 64, ~3 epochs) is not tuned.
 """
