@@ -1,4 +1,4 @@
-"""The `kdbench` command line: run, report, list, teachers.
+"""The `kdbench` command line: run, report, remeasure, list, teachers.
 
 User mistakes print one line, `kdbench: error: ...`, and exit with code 2.
 """
@@ -177,6 +177,36 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str, wide: bool, plo
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--pairs", help="Comma-separated pairs (default: every pair with ok records under OUT).")
+@click.option("--threads", type=int, help="Intra-op threads to measure at (default: those the cells ran with).")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="Folder with dataset files (also $KDBENCH_DATA).")
+@plugin_option
+def remeasure(out: Path, pairs: str | None, threads: int | None, data_dir: Path | None,
+              plugins: Sequence[str]) -> None:
+    """Measure each pair's costs again and write them into its records under OUT.
+
+    Costs (params, FLOPs, latency, speedup, sizes) depend on the architectures alone, so a
+    measurement disturbed by other work on the cores is mended without retraining: the
+    accuracies stay, the old costs are kept under "costs_remeasured". Run it on an idle
+    machine, then `kdbench report` again.
+    """
+    from .plugins import load_registry
+    from .remeasure import remeasure as remeasure_costs
+
+    base = RunConfig(data_dir=data_dir, threads=threads, plugins=tuple(plugins),
+                     command=shlex.join(["kdbench", *sys.argv[1:]]))
+    done = remeasure_costs(load_registry(plugins), out, names(pairs, "--pairs"), base=base,
+                           notify=lambda line: click.echo(f"kdbench: {line}", err=True))
+    for r in done:
+        old = sorted({f"{a:.2f}× / {b:.2f}×" for a, b in r.before})
+        click.echo(f"{r.profile} {r.pair}: speedup bs1 / bsN {r.speedup_bs1:.2f}× / {r.speedup_bsN:.2f}× at "
+                   f"{r.threads} thread(s); {len(r.before)} records rewritten (were {', '.join(old) or '—'})")
+        for why in r.left:
+            click.echo(f"  left alone: {why}")
 
 
 @cli.command(name="list")
