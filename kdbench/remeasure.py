@@ -83,7 +83,7 @@ def remeasure(registry: Registry, out: Path, pairs: Sequence[str] | None = None,
         if busy:
             notify(f"{busy} of {free + busy} cores are busy with other work: {name}'s latencies are measured on "
                    "a loaded machine")
-        config = RunConfig(**{**vars(base), "profile": profile, "out": Path(out), "progress": False})
+        config = RunConfig(**{**vars(base), "profile": profile, "out": Path(out)})
         worker = CellWorker(config, registry)
         prepared = worker.pair(name)
         costs = worker.costs(prepared, n)
