@@ -1,7 +1,7 @@
 """Pair `vit-cnn`: a small timm Vision Transformer teacher → the `resnet-cnn` student.
 
 The cross-architecture track: the student (its spec, builder and training schedule)
-is exactly `resnet-cnn`'s (a shallow, narrow timm ResNet, 20 k), so one table
+is exactly `resnet-cnn`'s (a shallow, narrow timm ResNet, 78 k), so one table
 compares a CNN teacher and a ViT teacher for the same student. The teacher is timm's
 ViT sized for 28×28 grey images: patch 4 (a 7×7 grid of 49 patch tokens), width 128,
 6 blocks of 4 heads, MLP ratio 2 — 0.80 M parameters, 77 MFLOPs per image. It
@@ -35,7 +35,7 @@ VIT_TEACHER = {"model_name": "vit_tiny_patch16_224", "img_size": 28, "patch_size
 
 
 class ViTCNN(ResNetCNN):
-    """Fashion-MNIST, timm ViT (patch 4, 6 blocks, 0.80 M) teacher → shallow narrow ResNet (20 k) student."""
+    """Fashion-MNIST, timm ViT (patch 4, 6 blocks, 0.80 M) teacher → shallow narrow ResNet (78 k) student."""
 
     name = "vit-cnn"
     teacher_spec = VIT_TEACHER

@@ -48,7 +48,7 @@ def test_fitnet_default_matches_the_middle_of_resnet_and_vit():
     s_out = outputs(student, x, needs)
     method = FitNet()
     regressor = method.adapters(s_out.detach(), t_out)
-    assert (regressor.in_channels, regressor.out_channels) == (8, 128)  # ResNet layer2 → ViT block 4 of 6
+    assert (regressor.in_channels, regressor.out_channels) == (16, 128)  # ResNet layer2 → ViT block 4 of 6
     terms = method.loss(s_out, t_out, torch.tensor([0, 1, 2, 3]))
     sum(terms.values()).backward()
     assert regressor.weight.grad is not None and student.layer2[0].conv1.weight.grad is not None

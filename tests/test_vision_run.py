@@ -21,7 +21,7 @@ def test_vit_cnn_cells_count_adapters_apart_from_the_student(tmp_path, registry)
     student = registry.pair("vit-cnn").obj().build_student(None, 10)
     assert {r["params"]["student"] for r in records.values()} == {count_params(student)}
     assert records["student-only"]["params"]["adapters"] == records["hinton"]["params"]["adapters"] == 0
-    assert records["fitnet"]["params"]["adapters"] == 8 * 128 * 9 + 128  # 3×3 conv, layer2 (8 wide) → ViT block
+    assert records["fitnet"]["params"]["adapters"] == 16 * 128 * 9 + 128  # 3×3 conv, layer2 → ViT block
     assert records["ofa"]["params"]["adapters"] > 0
     assert set(records["ofa"]["terms"]) == {"ce", "kd", "ofa"}
     assert set(records["fitnet"]["terms"]) == {"ce", "hint"}

@@ -43,7 +43,7 @@ def test_resnet_student_stem_and_stages_come_back_as_maps(x):
     torch.manual_seed(0)
     student = _eval(ResNetCNN().build_student(None, 10))
     shapes = [tuple(f.shape) for f in outputs(student, x, NEEDS).features]
-    assert shapes == [(2, 8, 14, 14), (2, 4, 7, 7), (2, 8, 4, 4), (2, 16, 2, 2), (2, 32, 1, 1)]
+    assert shapes == [(2, 8, 14, 14), (2, 8, 7, 7), (2, 16, 4, 4), (2, 32, 2, 2), (2, 64, 1, 1)]
 
 
 def test_resnet_teacher_stages_are_wider_than_the_students(x):
