@@ -89,13 +89,14 @@ def remeasure(registry: Registry, out: Path, pairs: Sequence[str] | None = None,
         costs = worker.costs(prepared, n)
         digest = student_digest(prepared.pair.student_recipe(profile))
         result = Remeasured(profile, name, n, costs["speedup_bs1"], costs["speedup_bsN"])
+        fields = cost_fields(costs)  # the same for every record of the pair
         for record in records:
             why = _mismatch(record, costs, digest, str(worker.accel.device))
             if why:
                 result.left.append(f"{record['method']} seed {record['seed']}: {why}")
                 continue
             result.before.append((record["speedup_bs1"], record["speedup_bsN"]))
-            write_record(Path(out), rewritten(record, costs, n, busy, config.command))
+            write_record(Path(out), rewritten(record, fields, n, busy, config.command))
         done.append(result)
     return done
 
@@ -112,18 +113,22 @@ def _mismatch(record: dict[str, Any], costs: dict[str, Any], digest: str, device
     return None
 
 
-def rewritten(record: dict[str, Any], costs: dict[str, Any], threads: int, busy: int, command: str) -> dict[str, Any]:
-    """`record` with the new cost fields; what they replace is kept under `costs_remeasured`."""
-    fresh = Record(**{k: record[k] for k in ("pair", "method", "seed", "profile", "budget", "hparams",
-                                             "teacher_sha256", "scenario")})
-    fresh.set_costs(costs)
-    new = dict(record)
-    for key in COST_FIELDS:
-        new[key] = getattr(fresh, key)
+def cost_fields(costs: dict[str, Any]) -> dict[str, Any]:
+    """The record fields a measurement sets, as `Record.set_costs` sets them (`params` aside:
+    a cell adds its adapters there, and the check in `_mismatch` keeps the models the same)."""
+    head = Record(pair="", method="", seed=0, profile="", budget={}, hparams={}, teacher_sha256="", scenario="",
+                  git_sha=None, versions={})
+    head.set_costs(costs)
+    return {key: getattr(head, key) for key in (*COST_FIELDS, "quantized")}
+
+
+def rewritten(record: dict[str, Any], fields: dict[str, Any], threads: int, busy: int, command: str) -> dict[str, Any]:
+    """`record` with the new cost `fields`; what they replace is kept under `costs_remeasured`."""
     cell_quantized = {k: v for k, v in (record.get("quantized") or {}).items() if k in ("test_acc", "agreement")}
-    new["quantized"] = {**fresh.quantized, **cell_quantized}
-    new["costs_remeasured"] = {
-        "at": utc_now(), "threads": threads, "busy_cores": busy, "command": command,
-        "replaced": {k: record.get(k) for k in ("latency_ms", "speedup_bs1", "speedup_bsN")},
+    return {
+        **record, **fields, "quantized": {**fields["quantized"], **cell_quantized},
+        "costs_remeasured": {
+            "at": utc_now(), "threads": threads, "busy_cores": busy, "command": command,
+            "replaced": {k: record.get(k) for k in ("latency_ms", "speedup_bs1", "speedup_bsN")},
+        },
     }
-    return new
