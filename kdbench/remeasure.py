@@ -6,7 +6,7 @@ taken once per run before any cell starts. When that measurement was disturbed (
 job kept the cores busy), the records' accuracies stay right and only their costs are
 wrong; re-running the cells would retrain them to fix a number that training does not
 change. `remeasure` measures the pair once more, here and now, and rewrites only the cost
-fields; each record keeps what it replaced under `costs_remeasured`.
+fields; each record keeps the cell's own measurement under `costs_remeasured`.
 """
 from __future__ import annotations
 
@@ -123,12 +123,14 @@ def cost_fields(costs: dict[str, Any]) -> dict[str, Any]:
 
 
 def rewritten(record: dict[str, Any], fields: dict[str, Any], threads: int, busy: int, command: str) -> dict[str, Any]:
-    """`record` with the new cost `fields`; what they replace is kept under `costs_remeasured`."""
+    """`record` with the new cost `fields`. `costs_remeasured.replaced` keeps what the cell
+    itself measured: a later remeasure keeps it too, so the original numbers are never lost."""
     cell_quantized = {k: v for k, v in (record.get("quantized") or {}).items() if k in ("test_acc", "agreement")}
     return {
         **record, **fields, "quantized": {**fields["quantized"], **cell_quantized},
         "costs_remeasured": {
             "at": utc_now(), "threads": threads, "busy_cores": busy, "command": command,
-            "replaced": {k: record.get(k) for k in ("latency_ms", "speedup_bs1", "speedup_bsN")},
+            "replaced": (record.get("costs_remeasured") or {}).get("replaced")
+            or {k: record.get(k) for k in ("latency_ms", "speedup_bs1", "speedup_bsN")},
         },
     }

@@ -51,6 +51,10 @@ def test_remeasure_rewrites_costs_and_keeps_what_the_cell_measured(smoke_records
     assert after[disturbed]["latency_ms"]["teacher_bs1"] != 543.9
     assert len(load_records([out])) == len(before)  # every rewritten record still reads
 
+    code, _, stderr = cli_run("remeasure", str(out), "--pairs", "mlp-hinton")  # a second time
+    assert code == 0, stderr
+    assert _files(out)[disturbed]["costs_remeasured"]["replaced"]["speedup_bs1"] == 108.9  # the cell's own, kept
+
 
 def test_remeasure_leaves_records_of_another_student_alone(smoke_records, tmp_path, cli_run):
     out = _copy(smoke_records, tmp_path / "results")

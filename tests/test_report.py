@@ -170,3 +170,13 @@ def test_one_method_at_two_settings_gets_two_rows_never_one_average():
     text = render_markdown(records)
     rows = [line.split("|")[1].strip() for line in text.splitlines() if line.startswith("| hinton")]
     assert rows == ["hinton[temperature=20.0]", "hinton[temperature=4.0]"]
+
+
+def test_provenance_names_the_pairs_whose_costs_were_remeasured():
+    records = [_record(m, s, 0.8) for m in ("student-only", "hinton") for s in range(2)]
+    assert "re-measured" not in render_markdown(records)
+    records[0]["costs_remeasured"] = {"at": "2026-02-01T00:00:00Z", "threads": 1, "busy_cores": 0,
+                                      "command": "kdbench remeasure results --pairs p", "replaced": {}}
+    text = render_markdown(records)
+    assert "re-measured after training with `kdbench remeasure` for p (2026-02-01T00:00:00Z" in text
+    assert "`kdbench remeasure results --pairs p`" in text  # the command that made them, beside the run's
