@@ -312,9 +312,10 @@ class MiniLMTiny4GD(MiniLMTiny4):
     name = "minilm-tiny4-gd"
     #: What general distillation saves and loads: everything but the pooler and the head.
     body = ("bert.embeddings.", "bert.encoder.")
-    #: No `quick` profile: its general distillation (600 steps) took 40 minutes on two busy
-    #: cores, which the default grid (`make run`) cannot afford; `smoke` tests the path and
-    #: `standard` (the leaderboard) pays for it once.
+    #: No `quick` profile: general distillation runs at about 4 steps/s on two idle cores
+    #: (`standard`'s 2,000 steps: 526 s), so even `quick`'s 600 would take half of the default
+    #: grid's 5 minutes (`make run`); `smoke` tests the path and `standard` (the leaderboard)
+    #: pays for it once per machine.
     schedules = {k: v for k, v in MiniLMTiny4.schedules.items() if k != "quick"}
 
     def __init__(self) -> None:
