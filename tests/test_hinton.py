@@ -57,4 +57,13 @@ def test_the_report_gives_hintons_protocol_beside_the_papers_numbers():
     assert "| `student-only` (2×800) | 3 | 1190 | 88.10 | 146 |" in section
     assert "| `hinton[temperature=20.0]` (T = 20.0, α = 0.5) | 3 | 1090 | 89.10 | 74 |" in section
     assert ("- `hinton[temperature=20.0]` − `student-only`: +1.00 [+0.88, +1.12] points; it closes 53% of the "
-            "teacher–student gap (the paper's T = 20 closed 91%)") in section  # 1.0 of 90.0 − 88.1 points
+            "teacher–student gap (the paper's T = 20 closed 91% of it). The paper's direction reproduces."
+            ) in section  # 1.0 of 90.0 − 88.1 points
+
+    above = [dict(r, metrics={**r["metrics"], "test_acc": r["metrics"]["test_acc"] + 0.015}) for r in records[3:6]]
+    section = render_markdown(records[:3] + above).split("## Hinton et al.'s protocol", 1)[1]
+    assert "it ends 0.60 points above the teacher, more than closing the 1.90-point gap" in section
+
+    worse = [dict(r, metrics={**r["metrics"], "test_acc": r["metrics"]["test_acc"] - 0.02}) for r in records[3:6]]
+    section = render_markdown(records[:3] + worse).split("## Hinton et al.'s protocol", 1)[1]
+    assert "The paper's direction does not reproduce: distillation is worse here." in section
