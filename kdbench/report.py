@@ -382,11 +382,12 @@ def render_terminal(records: list[dict[str, Any]], title: str, registry: "Regist
                  _short_delta(s["deltas"].get(ctx.reference) if ctx.reference else None), f"{s['params']:,}",
                  f"{s['speedup_bs1']:.1f}×/{s['speedup_bsN']:.1f}×", f"{s['train_s']:.1f}"] for s in stats_rows]
         ref = ctx.reference or "baseline"
-        lines += [f"{pair} — {profile}" + ("" if scenario == "full" else f", {scenario}")
+        header = (f"{pair} — {profile}" + ("" if scenario == "full" else f", {scenario}")
                   + f": teacher {first['metrics.teacher_test_acc'] * 100:.2f}%, {int(first['params.teacher']):,} params; "
                   + _budget_words(first).replace(" optimizer steps per cell", " steps").replace(
-                      " of the student's training data", ""),
-                  tabulate(rows, headers=["method", "acc %", f"Δ vs {ref} [95% CI]", "params", "speedup",
+                      " of the student's training data", ""))
+        lines += [textwrap.fill(header, 100, subsequent_indent="  "),
+                  tabulate(rows, headers=["method", "acc %", f"Δ vs {ref}", "params", "speedup",
                                           "train s"], tablefmt="simple", disable_numparse=True),
                   textwrap.fill(_verdict(stats_rows, ctx), 100), ""]
     failed = [r for r in records if r.get("status") != "ok"]

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 from tqdm.auto import tqdm
 
 from .errors import UsageError
-from .executors import EXECUTORS, Dispatch, free_cores
+from .executors import EXECUTORS, Dispatch, free_cores, torch_threads
 from .fsutil import clean_stale_tmp, writable_dir_problem
 from .plan import Cell, RunConfig, by_pair, resumed_match, timing_cells
 from .plugins import Registry
@@ -151,8 +151,9 @@ class Runner:
                    threads: int | None = None) -> list[Task]:
         """The cells of one pair still to run, each with its record head; cells with a
         complete record go to `summary.reused`. Loads (or trains) what the cells share —
-        data, teachers, cached logits — before any worker is forked. Costs are measured at
-        the cells' `threads`: more threads than the free cores make every latency a wait."""
+        data, teachers, cached logits — before any worker is forked. Costs and cached teacher
+        outputs are computed at the cells' `threads`: more threads than the free cores make
+        every latency a wait, and a cached output then equals the one a cell would compute live."""
         todo = []
         grid.set_description_str(f"preparing {name}: data and teachers")
         for cell in cells:
@@ -168,8 +169,9 @@ class Runner:
         grid.set_description_str(f"preparing {name}: measuring costs")
         costs = self.worker.costs(self.worker.pair(name), threads)
         grid.set_description_str(f"preparing {name}: teacher outputs")
-        for job in todo:  # before any fork, so workers inherit the caches
-            self.worker.warm(job)
+        with torch_threads(threads):
+            for job in todo:  # before any fork, so workers inherit the caches
+                self.worker.warm(job)
         return [Task(job.cell, self.worker.head(job, costs)) for job in todo]
 
 
