@@ -314,11 +314,11 @@ def provenance(frame: pd.DataFrame) -> list[str]:
         f"threads: {_uniq(col('threads'))}",
         f"- records created: {col('created').min()} … {col('created').max()}",
     ]
-    remeasured = frame[col("costs_remeasured.at").notna()] if "costs_remeasured.at" in frame else frame.iloc[:0]
-    if not remeasured.empty:
+    remeasured_at = col("costs_remeasured.at").dropna()
+    if not remeasured_at.empty:
         lines.append(f"- costs (latency, speedup, sizes) re-measured after training with `kdbench remeasure` for "
-                     f"{', '.join(sorted(remeasured['pair'].unique()))} "
-                     f"({remeasured['costs_remeasured.at'].min()} … {remeasured['costs_remeasured.at'].max()}); "
+                     f"{', '.join(sorted(frame.loc[remeasured_at.index, 'pair'].unique()))} "
+                     f"({remeasured_at.min()} … {remeasured_at.max()}); "
                      "each record keeps its cell's own measurement under `costs_remeasured.replaced`")
     commands = sorted({c for c in col("command").dropna() if c} | set(col("costs_remeasured.command").dropna()))
     if commands:

@@ -110,7 +110,9 @@ def kdbench_report_sections(deltas: Any) -> list[str]:
 
 def _gap_share(distilled: float, alone: float, teacher: float) -> str:
     """How much of the teacher–student gap distillation closed, against the paper's share."""
-    paper = f"the paper's T = 20 closed {(146 - 74) / (146 - 67):.0%} of it"
+    p = PAPER_ERRORS
+    closed = (p["student"] - p["distilled at T = 20"]) / (p["student"] - p["teacher"])
+    paper = f"the paper's T = 20 closed {closed:.0%} of it"
     if teacher <= alone:
         return f"the teacher is no better than the student alone here ({paper})."
     if distilled > teacher:
