@@ -6,13 +6,15 @@ method the same way (`method_colours`), and accuracy figures draw the teacher's.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless; must precede pyplot
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -27,6 +29,18 @@ def _save(fig: plt.Figure, path: Path) -> Path:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata=PNG_METADATA)
     plt.close(fig)
     return path
+
+
+@contextmanager
+def _fixed_jitter(seed: int = 0) -> Iterator[None]:
+    """Seaborn's strip-plot jitter draws from numpy's global generator: seed it for one
+    figure (and put the caller's state back) so the same records give the same PNG."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        yield
+    finally:
+        np.random.set_state(state)
 
 
 Colours = dict[str, Any]
@@ -54,8 +68,9 @@ def accuracy_vs_cost(runs: pd.DataFrame, title: str, path: Path, colours: Colour
     sns.set_theme(style="whitegrid")
     fig, ax = plt.subplots(figsize=(6, 4))
     data = runs.assign(acc=runs["metrics.test_acc"] * 100, flops=runs["flops.student"] / 1e6)
-    sns.stripplot(data=data, x="method", y="acc", hue="method", ax=ax, size=7, jitter=0.15, legend=False,
-                  palette=colours)
+    with _fixed_jitter():
+        sns.stripplot(data=data, x="method", y="acc", hue="method", ax=ax, size=7, jitter=0.15, legend=False,
+                      palette=colours)
     teacher = runs.iloc[0]
     _teacher_line(ax, teacher["metrics.teacher_test_acc"] * 100, f" ({teacher['flops.teacher'] / 1e6:.1f} MFLOPs)")
     ax.set_xlabel(f"method (student: {teacher['flops.student'] / 1e6:.2f} MFLOPs, "

@@ -71,7 +71,8 @@ def ok_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
         frame["scenario"] = "full"
     frame["scenario"] = frame["scenario"].fillna("full")
     frame["budget_key"] = [
-        f"{m}:{s}" if m == "steps" else f"{m}:{sec}"
+        # int(), :g: beside time-budget records (no steps) the steps column is float
+        f"{m}:{int(s)}" if m == "steps" else f"{m}:{float(sec):g}"
         for m, s, sec in zip(frame["budget.mode"], frame["budget.steps"], frame.get("budget.seconds", [None] * len(frame)))
     ]
     ok = [r for r in records if r.get("status") == "ok"]
@@ -144,9 +145,21 @@ def _mean(m: pd.DataFrame, column: str) -> float:
     return float(pd.to_numeric(m[column], errors="coerce").mean()) if column in m else math.nan
 
 
+def main_budget(rows: pd.DataFrame) -> str:
+    """The budget most methods ran at; on a tie a step budget (the profile's) before a
+    time-matched one, then the longer. B/2 convergence cells and time-matched tables sit
+    beside a pair's main table under the same scenario."""
+    methods = rows.groupby("budget_key")["method"].nunique()
+
+    def rank(key: str) -> tuple[int, bool, float]:
+        mode, _, value = key.partition(":")
+        return int(methods[key]), mode == "steps", float(value)
+    return max(methods.index, key=rank)
+
+
 class Deltas:
-    """Paired Δ of test accuracy between methods, per (pair, profile, scenario): what a
-    `kdbench_report_notes` hook reads (see `kdbench.hookspecs`)."""
+    """Paired Δ of test accuracy between methods, per (pair, profile, scenario) at that
+    table's main budget: what a `kdbench_report_notes` hook reads (see `kdbench.hookspecs`)."""
 
     def __init__(self, frame: pd.DataFrame, reference: str) -> None:
         self.frame = frame
@@ -158,8 +171,10 @@ class Deltas:
                 for (pair, profile), g in self.frame.groupby(["pair", "profile"], sort=True)]
 
     def _rows(self, pair: str, profile: str, scenario: str) -> pd.DataFrame:
+        """That table's records at its main budget, so a seed is never paired across budgets."""
         f = self.frame
-        return f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
+        rows = f[(f["pair"] == pair) & (f["profile"] == profile) & (f["scenario"] == scenario)]
+        return rows[rows["budget_key"] == main_budget(rows)] if not rows.empty else rows
 
     def delta(self, pair: str, profile: str, scenario: str, method: str,
               baseline: str | None = None) -> "PairedDelta | None":

@@ -52,9 +52,11 @@ def test_report_says_which_methods_beat_student_only():
 def test_same_records_render_the_same_bytes(tmp_path):
     records = [_record(m, s, 0.8 + 0.01 * s) for m in ("student-only", "hinton") for s in range(2)]
     a = render_markdown(records, plots_dir=tmp_path / "plots", link_from=tmp_path)
+    first = {p.name: p.read_bytes() for p in (tmp_path / "plots").glob("*.png")}
     b = render_markdown(list(reversed(records)), plots_dir=tmp_path / "plots", link_from=tmp_path)
     assert a == b
-    assert "](plots/" in a and any((tmp_path / "plots").glob("*.png"))
+    assert "](plots/" in a and first
+    assert first == {p.name: p.read_bytes() for p in (tmp_path / "plots").glob("*.png")}  # seaborn's jitter too
 
 
 def test_plot_titles_name_the_scenario(tmp_path, monkeypatch):
@@ -102,6 +104,42 @@ def test_time_budget_gives_a_slower_method_fewer_steps(tmp_path, monkeypatch, re
     assert fast["train"]["steps"] == 100 and slow["train"]["steps"] == 20
     assert fast["train"]["seconds"] == pytest.approx(1.0) and slow["train"]["seconds"] == pytest.approx(1.0)
     assert slow["budget"] == {"mode": "time", "steps": None, "seconds": 1.0}
+
+
+def _budget(record: dict, steps: int | None, seconds: float | None = None) -> dict:
+    mode = "steps" if steps else "time"
+    metrics = {**record["metrics"], "val_acc": record["metrics"]["test_acc"]}
+    return {**record, "metrics": metrics, "budget": {"mode": mode, "steps": steps, "seconds": seconds}}
+
+
+def _mixed_budgets() -> list[dict]:
+    """A pair's main table (10 steps, both methods), its B/2 `student-only` cells, and a
+    time-matched table whose Δ differs: +2 points at 10 steps, +5 at 1.5 s."""
+    records = []
+    for s in range(3):
+        records += [_budget(_record("student-only", s, 0.80 + s / 100), 10),
+                    _budget(_record("hinton", s, 0.82 + s / 100), 10),
+                    _budget(_record("student-only", s, 0.70), 5),
+                    _budget(_record("student-only", s, 0.75 + s / 100), None, 1.5),
+                    _budget(_record("hinton", s, 0.80 + s / 100), None, 1.5)]
+    return records
+
+
+def test_a_time_matched_table_keeps_step_budgets_whole_numbers(tmp_path):
+    from kdbench.stats import ok_frame
+    frame = ok_frame(_mixed_budgets())
+    assert set(frame["budget_key"]) == {"steps:10", "steps:5", "time:1.5"}
+    assert ok_frame([_budget(_record("hinton", 0, 0.8), None, 126.0)])["budget_key"].tolist() == ["time:126"]
+    render_markdown(_mixed_budgets(), plots_dir=tmp_path, link_from=tmp_path)
+    assert not [p.name for p in tmp_path.glob("*_0-*.png")]
+
+
+def test_notes_compare_seeds_at_the_main_budget_only():
+    """A note's Δ pairs each seed once, at the budget most methods ran at (steps before
+    time on a tie): never with the B/2 or time-matched cells of the same scenario."""
+    from kdbench.stats import Deltas, ok_frame
+    d = Deltas(ok_frame(_mixed_budgets()), "student-only").delta("p", "smoke", "full", "hinton")
+    assert d.n == 3 and d.mean == pytest.approx(0.02) and d.high - d.low == pytest.approx(0.0, abs=1e-9)
 
 
 THIRD_PARTY_BASELINE = '''
