@@ -40,7 +40,9 @@ def kdbench_report_notes(deltas: Any) -> list[str] | None:
     `deltas` gives the paired differences the report computed: `deltas.reference` is the
     baseline every verdict is measured against, `deltas.groups()` lists (pair, profile,
     scenarios), and `deltas.delta(pair, profile, scenario, method, baseline=None)` is a
-    paired Δ (`.mean`, `.low`, `.high`, `.significant`, `.format()`) or None. A paper's
+    paired Δ (`.mean`, `.low`, `.high`, `.significant`, `.format()`) or None, taken at
+    that table's main budget (the one most methods ran at, not its B/2 or time-matched
+    cells). A paper's
     claim that kdbench checks belongs here, in the plugin of the method it concerns.
     """
 
