@@ -16,7 +16,7 @@ import click
 from .cli_options import Named, names, plugin_option
 from .cli_teachers import teachers
 from .errors import UsageError
-from .executors import EXECUTORS
+from .executors import EXECUTORS, sigterm_as_interrupt
 from .plan import BUDGET_MODES, PRECISIONS, PROFILES, RunConfig, describe_plan, plan
 
 EXIT_USAGE = 2
@@ -106,7 +106,8 @@ def run(methods: str | None, pairs: str | None, seeds: int, scenarios: Sequence[
         click.echo(describe_plan(registry, config, cells))
         return
     try:
-        summary = runner.run(cells)
+        with sigterm_as_interrupt():
+            summary = runner.run(cells)
     except KeyboardInterrupt:
         click.echo("kdbench: interrupted; completed cells are kept, re-run the same command to resume", err=True)
         sys.exit(130)

@@ -7,7 +7,8 @@ resume and atomic writes work the same whatever runs the cells.
 
 * `local`, jobs = 1: cells run one after another in this process.
 * `local`, jobs = N: N forked workers inherit the prepared work (no reload), each with
-  cores / N intra-op threads; a worker that dies fails its cell, never the grid.
+  cores / N intra-op threads; a worker that dies fails its cell, never the grid, and a
+  driver that dies (even by SIGKILL) takes its workers with it on Linux.
 * `ray`: `--jobs` Ray actors, each holding `work.portable()` — the run's settings and
   the prepared teachers (shipped once through Ray's object store, so no shared filesystem
   is needed for them); an actor loads a pair's data once and runs every cell it is
@@ -19,10 +20,13 @@ same `--threads` give identical records. This module imports torch only when it 
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import queue
+import signal
 import socket
+import threading
 import time
 from collections import deque
 from contextlib import contextmanager
@@ -121,7 +125,44 @@ def run_local(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator[
         yield record
 
 
-def _worker(work: Work, tasks: Sequence[Any], todo: Any, done: Any, threads: int) -> None:
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (`kill`, `timeout`, a job scheduler) stops a run the way Ctrl-C does: as
+    KeyboardInterrupt, so the executors' cleanup stops their workers and every record
+    written so far stays. Python's default for SIGTERM exits at once, cleanup skipped."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(parent: int) -> None:
+    """Tie a worker's life to the driver's. Only the driver writes records, so a worker
+    that outlives it trains on for nobody; a driver killed by a signal runs no cleanup,
+    so on Linux the kernel kills the worker (prctl PR_SET_PDEATHSIG; a no-op elsewhere).
+    Ctrl-C reaches the whole process group: workers ignore it and the driver stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the driver's handler, inherited by fork
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the driver died before the request took effect
+        os._exit(1)
+
+
+def _worker(work: Work, tasks: Sequence[Any], todo: Any, done: Any, threads: int, parent: int) -> None:
+    _die_with(parent)
     _set_threads(threads)
     work.progress = False
     while (i := todo.get()) is not None:
@@ -139,7 +180,8 @@ def run_forked(work: Work, tasks: Sequence[Any], dispatch: Dispatch) -> Iterator
     for i in [*range(len(tasks)), *[None] * jobs]:
         todo.put(i)
     threads = dispatch.cell_threads(jobs)
-    procs = [ctx.Process(target=_worker, args=(work, tasks, todo, done, threads), daemon=True) for _ in range(jobs)]
+    procs = [ctx.Process(target=_worker, args=(work, tasks, todo, done, threads, os.getpid()), daemon=True)
+             for _ in range(jobs)]
     for p in procs:
         p.start()
     pending = set(range(len(tasks)))

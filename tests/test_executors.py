@@ -1,10 +1,19 @@
 """Teacher-output cache and parallel executors give the same numbers as the plain run."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 import torch
 
 from kdbench.results import load_records
+
+ROOT = Path(__file__).resolve().parents[1]
 
 GRID = ["--methods", "student-only,hinton", "--pairs", "mlp-hinton", "--profile", "smoke", "--seeds", "2", "--quiet"]
 
@@ -209,3 +218,74 @@ def test_costs_are_measured_at_the_cells_thread_count(registry, tmp_path, monkey
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+SLOW = '''
+import os
+import time
+from pathlib import Path
+
+import torch.nn.functional as F
+from kdbench import Method, hookimpl
+
+
+class Slow(Method):
+    """Cross-entropy at 0.1 s a step; leaves its worker's pid in $SLOW_PIDS (a test method)."""
+    name = "slow"
+
+    def loss(self, student, teacher, labels):
+        Path(os.environ["SLOW_PIDS"], str(os.getpid())).touch()
+        time.sleep(0.1)
+        return {"ce": F.cross_entropy(student.logits, labels)}
+
+
+@hookimpl
+def kdbench_methods():
+    return [Slow]
+'''
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan's zombie may never be reaped here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and prctl are Linux's")
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+def test_a_killed_driver_leaves_no_worker_running(tmp_path, sig):
+    """`kill` (SIGTERM) stops a --jobs grid like Ctrl-C: exit 130, workers stopped. Even a
+    SIGKILL'd driver, which runs no cleanup, leaves no worker training for nobody."""
+    plugin, pids, out = tmp_path / "slow.py", tmp_path / "pids", tmp_path / "out"
+    plugin.write_text(SLOW)
+    pids.mkdir()
+    cmd = [sys.executable, "-m", "kdbench.cli", "run", "--plugin", str(plugin), "--methods", "slow",
+           "--pairs", "mlp-hinton", "--profile", "smoke", "--seeds", "2", "--jobs", "2", "--threads", "1",
+           "--budget-steps", "3000", "--quiet", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "SLOW_PIDS": str(pids)}
+    log = tmp_path / "stderr.log"  # a file, not a pipe: an orphaned worker would hold a pipe open
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(pids.iterdir())) < 2 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        workers = [int(p.name) for p in pids.iterdir()]
+        assert len(workers) == 2, log.read_text()
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        err = log.read_text()
+        deadline = time.monotonic() + 20
+        while any(map(_alive, workers)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [w for w in workers if _alive(w)], "a worker outlived its driver"
+    finally:
+        proc.kill()
+        for w in (int(p.name) for p in pids.iterdir()):
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert proc.returncode == 130 and "interrupted; completed cells are kept" in err, err
+        assert "Traceback" not in err, err
