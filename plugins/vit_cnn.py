@@ -23,15 +23,33 @@ the shipped recipe 90.56%; 28 epochs, lr 2e-3, 5% warm-up, batch 256 90.88% (tes
 """
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
+
+import timm
+from timm.models.vision_transformer_hybrid import ConvStem, HybridEmbed
+from torch import nn
 
 from kdbench import hookimpl
 
 from .resnet_cnn import TEACHERS, VISION_SCHEDULES, ResNetCNN
 
-#: timm's ViT-Tiny recipe, shrunk for 28×28 inputs (every field overrides the named model's).
-VIT_TEACHER = {"model_name": "vit_tiny_patch16_224", "img_size": 28, "patch_size": 4, "embed_dim": 128,
-               "depth": 6, "num_heads": 4, "mlp_ratio": 2.0, "class_token": False, "global_pool": "avg"}
+#: timm's ViT-Tiny recipe, shrunk for 28×28 inputs (every field overrides the named model's);
+#: `conv_stem` names the arguments of timm's `ConvStem` that replaces the patchify layer.
+VIT_TEACHER = {"model_name": "vit_tiny_patch16_224", "img_size": 28, "patch_size": 1, "embed_dim": 128,
+               "depth": 6, "num_heads": 4, "mlp_ratio": 2.0, "class_token": False, "global_pool": "avg",
+               "conv_stem": {"channels": [32, 64, 128], "kernel_size": [3, 3, 1], "stride": [2, 2, 1]}}
+
+
+def vit_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
+    """A timm ViT from `spec`; with `conv_stem`, timm's hybrid embedding over a `ConvStem`."""
+    kwargs = {k: v for k, v in spec.items() if k not in ("model_name", "conv_stem")}
+    stem = spec.get("conv_stem")
+    if stem is not None:
+        backbone = ConvStem(in_chans=1, depth=len(stem["channels"]), channels=tuple(stem["channels"]),
+                            kernel_size=tuple(stem["kernel_size"]), stride=tuple(stem["stride"]))
+        kwargs["embed_layer"] = partial(HybridEmbed, backbone=backbone, proj=False)
+    return timm.create_model(spec["model_name"], pretrained=False, num_classes=num_classes, in_chans=1, **kwargs)
 
 
 class ViTCNN(ResNetCNN):
@@ -47,6 +65,9 @@ class ViTCNN(ResNetCNN):
         return {"model": "timm-" + self.teacher_spec["model_name"], "spec": self.teacher_spec,
                 "dataset": self.dataset, "epochs": 24, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.05,
                 "label_smoothing": 0.1, "augment": "shift2-flip", "store": "fp32"}
+
+    def build_teacher(self, num_classes: int) -> nn.Module:
+        return vit_model(self.teacher_spec, num_classes)
 
 
 @hookimpl

@@ -6,7 +6,7 @@ import torch
 
 from kdbench.taps import outputs, token_map
 from kdbench_plugins.resnet_cnn import ResNetCNN, timm_model
-from kdbench_plugins.vit_cnn import VIT_TEACHER, ViTCNN
+from kdbench_plugins.vit_cnn import VIT_TEACHER, ViTCNN, vit_model
 
 NEEDS = frozenset({"logits", "features"})
 
@@ -29,9 +29,16 @@ def test_vit_teacher_blocks_come_back_as_7x7_maps(x):
     assert [tuple(f.shape) for f in out.features] == [(2, 128, 7, 7)] * 6  # one map per block
 
 
+def test_vit_teacher_embeds_patches_with_timms_conv_stem(x):
+    vit = ViTCNN().build_teacher(10)
+    convs = [m for m in vit.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.kernel_size, c.stride) for c in convs] == [((3, 3), (2, 2)), ((3, 3), (2, 2)), ((1, 1), (1, 1))]
+    assert vit.patch_embed.grid_size == (7, 7)
+
+
 def test_vit_with_a_class_token_gives_maps_of_its_patch_tokens_only(x):
     torch.manual_seed(0)
-    vit = _eval(timm_model({**VIT_TEACHER, "class_token": True, "global_pool": "token"}, 10))
+    vit = _eval(vit_model({**VIT_TEACHER, "class_token": True, "global_pool": "token"}, 10))
     assert vit.num_prefix_tokens == 1
     out = outputs(vit, x, NEEDS)
     assert [tuple(f.shape) for f in out.features] == [(2, 128, 7, 7)] * 6
