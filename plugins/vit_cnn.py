@@ -28,13 +28,12 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-import timm
 from timm.models.vision_transformer_hybrid import ConvStem, HybridEmbed
 from torch import nn
 
 from kdbench import hookimpl
 
-from .resnet_cnn import TEACHERS, VISION_SCHEDULES, ResNetCNN
+from .resnet_cnn import TEACHERS, VISION_SCHEDULES, ResNetCNN, timm_model
 
 #: timm's ViT-Tiny recipe, shrunk for 28×28 inputs (every field overrides the named model's);
 #: `conv_stem` names the arguments of timm's `ConvStem` that replaces the patchify layer.
@@ -45,13 +44,13 @@ VIT_TEACHER = {"model_name": "vit_tiny_patch16_224", "img_size": 28, "patch_size
 
 def vit_model(spec: dict[str, Any], num_classes: int) -> nn.Module:
     """A timm ViT from `spec`; with `conv_stem`, timm's hybrid embedding over a `ConvStem`."""
-    kwargs = {k: v for k, v in spec.items() if k not in ("model_name", "conv_stem")}
-    stem = spec.get("conv_stem")
+    spec = dict(spec)
+    stem = spec.pop("conv_stem", None)
     if stem is not None:
         backbone = ConvStem(in_chans=1, depth=len(stem["channels"]), channels=tuple(stem["channels"]),
                             kernel_size=tuple(stem["kernel_size"]), stride=tuple(stem["stride"]))
-        kwargs["embed_layer"] = partial(HybridEmbed, backbone=backbone, proj=False)
-    return timm.create_model(spec["model_name"], pretrained=False, num_classes=num_classes, in_chans=1, **kwargs)
+        spec["embed_layer"] = partial(HybridEmbed, backbone=backbone, proj=False)
+    return timm_model(spec, num_classes)
 
 
 class ViTCNN(ResNetCNN):

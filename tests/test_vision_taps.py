@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from kdbench.taps import outputs, token_map
-from kdbench_plugins.resnet_cnn import ResNetCNN, timm_model
+from kdbench_plugins.resnet_cnn import ResNetCNN
 from kdbench_plugins.vit_cnn import VIT_TEACHER, ViTCNN, vit_model
 
 NEEDS = frozenset({"logits", "features"})
