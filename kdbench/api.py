@@ -193,6 +193,9 @@ class Pair:
     #: Set by `build_student` when the student starts from a pre-trained body (see
     #: `kdbench.student_zoo`): that body's card, with what it cost; records keep it.
     student_card: dict[str, Any] | None = None
+    #: Whether long work inside `build_student` (training a pre-trained body) may show a
+    #: progress bar; the runner sets it from `kdbench run --quiet`.
+    progress: bool = True
 
     @classmethod
     def describe(cls) -> str:

@@ -79,6 +79,7 @@ class CellWorker:
             while self._student_files:  # carried from the driver: in this node's cache before any student is built
                 install_artefact(*self._student_files.popitem())
             pair = self.registry.pair(name).obj()
+            pair.progress = self.progress
             splits = self.data(pair)
             if name in self._carried:
                 teacher, variants = self._carried[name]

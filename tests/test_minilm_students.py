@@ -40,3 +40,16 @@ def test_general_distillation_does_not_depend_on_the_fine_tuned_teacher(registry
     torch.manual_seed(0)
     pair.build_student(pair.pretrained(45, seed=1), 45)  # another "fine-tuned teacher"
     assert pair.student_card["key"] == first["key"] and pair.student_card["reused"] is True
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_general_distillation_shows_its_bar_unless_the_run_is_quiet(registry, fine_tuned, tmp_path, monkeypatch,
+                                                                     capfd, progress):
+    monkeypatch.setenv("KDBENCH_HOME", str(tmp_path))
+    pair = registry.pair("minilm-tiny4-gd").obj()
+    pair.dataset_options("smoke")
+    pair.progress = progress  # what the runner sets from --quiet
+    torch.manual_seed(0)
+    pair.build_student(fine_tuned, 45)
+    assert pair.student_card["reused"] is False
+    assert ("student body" in capfd.readouterr().err) is progress
