@@ -114,6 +114,7 @@ def cached_body(
     keep: Sequence[str],
     schedule: Schedule,
     on_step: Callable[[int, float], None] | None = None,
+    progress: bool = True,
 ) -> dict[str, Any]:
     """Load the cached body into `student` (in place), training it first when it is not
     cached; return the artefact's card plus `"reused"` (whether it was cached).
@@ -123,7 +124,8 @@ def cached_body(
     any); `data()` the training data (called only when training); `keep` the name
     prefixes of the parameters saved and loaded (the rest of `student`, e.g. its
     classifier head, stays as its seed made it); `schedule` gives steps, batch size,
-    lr and gradient clipping; `recipe` what else identifies the artefact.
+    lr and gradient clipping; `recipe` what else identifies the artefact. Training shows a
+    progress bar unless `progress` is False or `on_step` takes the steps.
     """
     recipe = {**recipe, "method": method.name, "hparams": vars(method.hp), "teacher_sha256": weights_digest(teacher),
               "steps": schedule.steps, "batch_size": schedule.batch_size, "lr": schedule.lr, "keep": list(keep),
@@ -132,7 +134,7 @@ def cached_body(
     cached = load_verified(folder)
     reused = cached is not None
     if cached is None:
-        cached = _train(build, method, teacher, forward, data, recipe, folder, schedule, on_step)
+        cached = _train(build, method, teacher, forward, data, recipe, folder, schedule, on_step, progress)
     body, card = cached
     state = student.state_dict()
     missing = [k for k in body if k not in state or state[k].shape != body[k].shape]
@@ -147,10 +149,12 @@ def cached_body(
 
 def _train(build: Callable[[], nn.Module], method: Method, teacher: nn.Module, forward: Forward,
            data: Callable[[], TensorData], recipe: dict[str, Any], folder: Path, schedule: Schedule,
-           on_step: Callable[[int, float], None] | None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Train the body once and write the artefact (weights first, card last); without
-    `on_step`, a progress bar shows the steps (it can take many minutes)."""
-    bar = tqdm(total=schedule.steps, desc=f"student body {folder.name}", leave=False, disable=on_step is not None)
+           on_step: Callable[[int, float], None] | None,
+           progress: bool) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Train the body once and write the artefact (weights first, card last); with
+    `progress` and without `on_step`, a bar shows the steps (it can take many minutes)."""
+    bar = tqdm(total=schedule.steps, desc=f"student body {folder.name}", leave=False,
+               disable=not progress or on_step is not None)
     on_step = on_step or (lambda step, loss: bar.update(1))
     started = time.perf_counter()
     device = next(teacher.parameters()).device

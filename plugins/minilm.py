@@ -384,8 +384,7 @@ class MiniLMTiny4GD(MiniLMTiny4):
         self.student_card = cached_body(
             student, lambda: MiniLMTiny4.build_student(self, teacher, num_classes), GeneralDistillation(),
             general_teacher.eval().requires_grad_(False), self.forward, lambda: self.general_text(profile), recipe,
-            name="minilm-tiny4-gd", keep=self.body, schedule=GD_SCHEDULES[profile],
-            on_step=None if self.progress else lambda step, loss: None)  # no on_step: cached_body's bar
+            name="minilm-tiny4-gd", keep=self.body, schedule=GD_SCHEDULES[profile], progress=self.progress)
         return student
 
 
