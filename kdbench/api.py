@@ -171,7 +171,9 @@ class Schedule:
     #: Linear warm-up share of a one-phase training (methods without `phases`); models
     #: trained from random initialisation diverge at some seeds without it.
     warmup: float = 0.0
-    extra: Mapping[str, Any] = field(default_factory=dict)  # pair-specific sizes, e.g. max_len
+    #: Pair-specific settings, e.g. `max_len`, or `group_by_length` (batches of similar
+    #: length, see `kdbench.data.batch_indices`; for data with `TensorData.lengths`).
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 class Pair:
@@ -247,18 +249,24 @@ class Pair:
 
 @dataclass
 class TensorData:
-    """One split in memory: `x` a tensor or a dict of tensors (text), `y` int labels."""
+    """One split in memory: `x` a tensor or a dict of tensors (text), `y` int labels.
+
+    `lengths` (CPU, one per example), when the data has them, is each example's real
+    size, e.g. its token count: what `Schedule.extra["group_by_length"]` batches by.
+    """
 
     x: Tensor | dict[str, Tensor]
     y: Tensor
+    lengths: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def index(self, idx: Tensor) -> "TensorData":
+        lengths = None if self.lengths is None else self.lengths[idx.cpu()]
         if isinstance(self.x, dict):
-            return TensorData({k: v[idx] for k, v in self.x.items()}, self.y[idx])
-        return TensorData(self.x[idx], self.y[idx])
+            return TensorData({k: v[idx] for k, v in self.x.items()}, self.y[idx], lengths)
+        return TensorData(self.x[idx], self.y[idx], lengths)
 
     def take(self, n: int | None) -> "TensorData":
         if n is None or n >= len(self):
@@ -267,8 +275,8 @@ class TensorData:
 
     def to(self, device: torch.device | str) -> "TensorData":
         if isinstance(self.x, dict):
-            return TensorData({k: v.to(device) for k, v in self.x.items()}, self.y.to(device))
-        return TensorData(self.x.to(device), self.y.to(device))
+            return TensorData({k: v.to(device) for k, v in self.x.items()}, self.y.to(device), self.lengths)
+        return TensorData(self.x.to(device), self.y.to(device), self.lengths)
 
 
 @dataclass

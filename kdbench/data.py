@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .api import Splits, TensorData
+from .api import Schedule, Splits, TensorData
 
 #: The seed that cuts validation from train. Fixed forever: changing it changes every split.
 SPLIT_SEED = 20150309
@@ -71,17 +71,48 @@ def fingerprint(*tensors: Tensor) -> str:
     return h.hexdigest()[:16]
 
 
-def batch_indices(n: int, batch_size: int, seed: int, device: torch.device | str = "cpu") -> Iterator[Tensor]:
+def batch_indices(n: int, batch_size: int, seed: int, device: torch.device | str = "cpu",
+                  lengths: Tensor | None = None, group: int = 0) -> Iterator[Tensor]:
     """Endless epochs of shuffled index batches, the order fixed by `seed`.
 
     The last incomplete batch of an epoch is dropped, so every step has the same size.
+
+    With `lengths` and `group` > 0, batches hold examples of similar length (Hugging Face's
+    `group_by_length`): each epoch's shuffled order is cut into windows of `group` batches,
+    each window is sorted by length and cut into batches, and the epoch's batches are
+    shuffled. Which examples share a window stays random, so a batch is still a random
+    draw among examples of its length; a model that trims padding to the longest example
+    of its batch then computes on far fewer padding tokens.
     """
     g = torch.Generator().manual_seed(seed)
     batch_size = min(batch_size, n)
     while True:
-        perm = torch.randperm(n, generator=g).to(device)
-        for start in range(0, n - batch_size + 1, batch_size):
-            yield perm[start:start + batch_size]
+        perm = torch.randperm(n, generator=g)
+        if lengths is not None and group > 0:
+            batches = _grouped(perm[:n - n % batch_size], lengths, batch_size, group)
+            batches = batches[torch.randperm(len(batches), generator=g)].to(device)
+        else:
+            perm = perm.to(device)
+            batches = [perm[start:start + batch_size] for start in range(0, n - batch_size + 1, batch_size)]
+        yield from batches
+
+
+def training_batches(data: TensorData, schedule: Schedule, seed: int) -> Iterator[Tensor]:
+    """`data`'s training batches as `schedule` draws them: seeded, on `data`'s device, grouped
+    by length in windows of `schedule.extra["group_by_length"]` batches when that is set."""
+    return batch_indices(len(data), schedule.batch_size, seed, data.y.device, lengths=data.lengths,
+                         group=int(schedule.extra.get("group_by_length", 0)))
+
+
+def _grouped(order: Tensor, lengths: Tensor, batch_size: int, group: int) -> Tensor:
+    """`order` (a multiple of `batch_size` long) as a (batches, batch_size) tensor: each
+    window of `group` batches sorted by length, longest first (ties keep their order)."""
+    window = group * batch_size
+    parts = []
+    for start in range(0, len(order), window):
+        chunk = order[start:start + window]
+        parts.append(chunk[torch.argsort(lengths[chunk], descending=True, stable=True)])
+    return torch.cat(parts).view(-1, batch_size)
 
 
 def limit(splits: Splits, train_limit: int | None, eval_limit: int | None) -> Splits:

@@ -101,7 +101,7 @@ def labels_scenario(percent: float) -> Callable[[TensorData, int, int], StudentD
 def noise_scenario(percent: float) -> Callable[[TensorData, int, int], StudentData]:
     def apply(train: TensorData, num_classes: int, seed: int) -> StudentData:
         y, where = flip_labels(train.y, percent, seed, num_classes)
-        return StudentData(TensorData(train.x, y), None,
+        return StudentData(TensorData(train.x, y, train.lengths), None,
                            {"train_examples": len(train), "noise_percent": percent, "flipped": len(where)})
     return apply
 

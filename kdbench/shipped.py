@@ -159,10 +159,12 @@ def recipe_steps(recipe: dict[str, Any], n_train: int) -> int:
 
 
 def recipe_schedule(recipe: dict[str, Any], steps: int) -> Schedule:
-    """The training schedule a zoo recipe names: AdamW, optional linear warm-up, cosine to 0."""
+    """The training schedule a zoo recipe names: AdamW, optional linear warm-up, cosine to 0,
+    batches grouped by length when the recipe says `group_by_length`."""
+    extra = {"group_by_length": recipe["group_by_length"]} if recipe.get("group_by_length") else {}
     return Schedule(steps=steps, teacher_steps=steps, batch_size=recipe["batch_size"], lr=recipe["lr"],
                     teacher_lr=recipe["lr"], weight_decay=recipe.get("weight_decay", 0.0),
-                    grad_clip=recipe.get("grad_clip", 10.0), warmup=recipe.get("warmup", 0.0))
+                    grad_clip=recipe.get("grad_clip", 10.0), warmup=recipe.get("warmup", 0.0), extra=extra)
 
 
 def augmented_forward(pair: Pair, forward: Callable, augment: str | None) -> Callable:

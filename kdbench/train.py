@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .api import Budget, Forward, Method, Outputs, Phase, Schedule, TensorData
-from .data import batch_indices
+from .data import training_batches
 from .errors import UsageError
 
 #: The clock time budgets are measured with (tests replace it with a fake one).
@@ -149,7 +149,7 @@ def train(
     phases, declared = method_phases(method, schedule)
     base_lr = lr if lr is not None else schedule.lr
     opt = optimizer_for(params, base_lr * phases[0].lr_scale, schedule.weight_decay)
-    order = batch_indices(len(data), schedule.batch_size, seed, data.y.device)
+    order = training_batches(data, schedule, seed)
     total_steps = budget.steps if budget.mode == "steps" else None
     _train_mode(student, adapters, teacher)
     horizon = float(total_steps) if total_steps is not None else float(budget.seconds)  # type: ignore[arg-type]
@@ -188,7 +188,7 @@ class _Loop:
     schedule: Schedule
     forward: Forward
     params: list[nn.Parameter]
-    order: Any  # an iterator of index tensors (see `kdbench.data.batch_indices`)
+    order: Any  # an iterator of index tensors (see `kdbench.data.training_batches`)
     total_steps: int | None
     teacher: nn.Module | None
     teacher_logits: Tensor | Outputs | None

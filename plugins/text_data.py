@@ -91,11 +91,12 @@ def tokenized_splits(
 
 
 def as_splits(tensors: dict[str, Tensor], num_classes: int) -> Splits:
-    """The flat cached tensors back as `Splits` (x a dict of token tensors)."""
+    """The flat cached tensors back as `Splits` (x a dict of token tensors; each example's
+    token count as its `lengths`)."""
     parts = {}
     for split in SPLITS:
         x = {k: tensors[f"{split}.{k}"] for k in ("input_ids", "attention_mask")}
-        parts[split] = TensorData(x, tensors[f"{split}.y"])
+        parts[split] = TensorData(x, tensors[f"{split}.y"], x["attention_mask"].sum(1))
     h = hashlib.sha256()
     for name in sorted(tensors):
         h.update(name.encode() + tensors[name].numpy().tobytes())

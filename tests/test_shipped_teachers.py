@@ -175,3 +175,4 @@ def test_recipe_schedule_follows_the_recipe_and_defaults_to_no_warmup() -> None:
     plain = recipe_schedule(recipe, 100)
     assert (plain.steps, plain.lr, plain.weight_decay, plain.warmup) == (100, recipe["lr"], recipe["weight_decay"], 0.0)
     assert recipe_schedule({**recipe, "warmup": 0.05}, 100).warmup == 0.05
+    assert plain.extra == {} and recipe_schedule({**recipe, "group_by_length": 50}, 100).extra == {"group_by_length": 50}
