@@ -156,7 +156,7 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str, wide: bool, plo
     """
     from .fsutil import atomic_write_text
     from .report import render_csv, render_json, render_markdown, render_terminal
-    from .results import load_records
+    from .results import load_records, mixed_setups
 
     paths = list(paths) or [Path("results")]
     for p in paths:
@@ -165,6 +165,10 @@ def report(paths: Sequence[Path], output: Path | None, fmt: str, wide: bool, plo
     records = load_records(paths)
     if not records:
         raise UsageError(f"no kdbench records under {', '.join(map(str, paths))}; run `kdbench run --out DIR` first")
+    mixed = mixed_setups(records)
+    if mixed:
+        raise UsageError(f"{mixed[0]}: its teacher or student changed and new cells ran beside the old records; "
+                         "report each setup from its own folder (move the older records out)")
     if fmt in ("csv", "json"):
         text = (render_csv if fmt == "csv" else render_json)(records)
     elif not (output or wide or plots_dir):

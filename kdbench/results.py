@@ -56,6 +56,20 @@ def cell_id(identity: dict[str, Any]) -> str:
     return json_digest(keys)
 
 
+def mixed_setups(records: list[dict[str, Any]]) -> list[str]:
+    """One line per (pair, profile, scenario) whose ok records come from more than one
+    teacher or student recipe. A changed teacher or student makes new cells (`cell_id`),
+    so a folder that keeps the old records beside the new ones would average two setups."""
+    setups: dict[tuple[str, str, str], set[tuple[str, str]]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            key = (r["pair"], str(r.get("profile")), scenario_of(r))
+            setups.setdefault(key, set()).add((str(r.get("teacher_sha256"))[:12], str(r.get("student"))))
+    return [f"pair {pair!r} ({profile}, {scenario}) has records of {len(found)} setups ("
+            + "; ".join(f"teacher {t}, student {st}" for t, st in sorted(found)) + ")"
+            for (pair, profile, scenario), found in sorted(setups.items()) if len(found) > 1]
+
+
 def check_name(kind: str, name: str) -> None:
     """Names become folder names under --out: refuse ones that could leave it."""
     if not name or name in {".", ".."} or any(c in name for c in "/\\\0") or name.startswith("."):

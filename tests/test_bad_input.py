@@ -233,6 +233,25 @@ def test_report_on_a_folder_with_no_records(usage_error, tmp_path):
     assert "no kdbench records under" in line and str(empty) in line
 
 
+def test_report_refuses_a_folder_that_mixes_two_teachers(usage_error, tmp_path):
+    """After a teacher change the new cells land beside the old records; averaging them
+    would mix two setups, so the report names the pair and both teachers instead."""
+    import json
+
+    folder = tmp_path / "mixed" / "p" / "student-only"
+    folder.mkdir(parents=True)
+    for seed, teacher in enumerate(["a" * 64, "b" * 64]):
+        record = {"pair": "p", "method": "student-only", "seed": seed, "profile": "smoke", "status": "ok",
+                  "teacher_sha256": teacher, "student": "s1", "dataset": "d",
+                  "budget": {"mode": "steps", "steps": 10, "seconds": None},
+                  "metrics": {"test_acc": 0.5, "teacher_test_acc": 0.9},
+                  "params": {"teacher": 100, "student": 10, "adapters": 0}, "speedup_bs1": 2.0, "speedup_bsN": 3.0}
+        (folder / f"seed{seed}-{teacher[:4]}.json").write_text(json.dumps(record))
+    line = usage_error("report", str(tmp_path / "mixed"))
+    assert "pair 'p' (smoke, full) has records of 2 setups" in line and "a" * 12 in line and "b" * 12 in line
+    assert "own folder" in line
+
+
 def test_report_on_a_missing_folder(usage_error, tmp_path):
     line = usage_error("report", str(tmp_path / "nope"))
     assert "no such file or folder" in line
