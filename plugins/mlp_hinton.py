@@ -11,7 +11,10 @@ smoothing 0.1 90.36%; 150 epochs with it 90.50% (the shipped one; still gaining 
 0.1 point per 50 epochs at the end). The paper's ±2 px input jitter (augment "shift2",
 applied only to the teacher's own batches) was rejected: 87.38% after 20 epochs, still
 climbing slowly; on Fashion-MNIST an MLP without convolutions pays for shift invariance
-with far more epochs than 60 minutes on two CPU cores allow.
+with far more epochs than 60 minutes on two CPU cores allow. Mirroring did not help either
+(60 epochs, label smoothing 0.1): `shift0-flip` 90.30%, `shift1-flip` 89.28%, against
+90.36% without augmentation. The 2×800 student alone reaches 90.31% test at 20 epochs:
+on this dataset both MLPs sit near the same ceiling, so the teacher's margin is small.
 """
 from __future__ import annotations
 
