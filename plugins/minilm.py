@@ -242,8 +242,8 @@ class MiniLMPair(Pair):
         return {"model": "all-minilm-l6-v2", "weights": source_id(self.source()), "dataset": self.dataset,
                 "epochs": 1, "batch_size": 32, "lr": 2e-4, "weight_decay": 0.01, "label_smoothing": 0.0,
                 "augment": None, "store": "fp16", "frozen": "word_embeddings", "eval_points": 4,
-                "curve_eval_limit": 2000,
-                "dataset_options": {"train_limit": 32768, "eval_limit": None, "max_len": 32}}
+                "curve_eval_limit": 2000, "group_by_length": GROUP,
+                "dataset_options": {"train_limit": 65536, "eval_limit": None, "max_len": 32}}
 
     def stored_teacher_state(self, model: nn.Module) -> dict[str, Tensor]:
         """What the shipped checkpoint keeps: all but the frozen pretrained word embeddings."""
