@@ -116,9 +116,9 @@ def _tensors(out: Outputs) -> list[Tensor]:
 
 
 class CachedOutputs(Outputs):
-    """Teacher outputs of a whole split whose text batches had different lengths: stored
-    padded to the longest, and cut back, batch by batch, to the batch's longest example —
-    the length a right-padded batch's forward trims to (the `mask` says it)."""
+    """Teacher outputs of a whole text split: stored padded to the longest chunk, and cut
+    back, batch by batch, to the batch's longest example — the length a right-padded
+    batch's forward trims to (the `mask` says it)."""
 
     def rows(self, idx: Tensor, dtype: torch.dtype | None = None) -> Outputs:
         out = super().rows(idx, dtype)
@@ -147,9 +147,10 @@ def _resized(out: Outputs, length: int) -> Outputs:
 
 
 def _stack(chunks: list[Outputs], n: int) -> Outputs | None:
-    """The chunks' tensors concatenated example-wise (first `n` rows); text chunks of
-    different lengths padded to the longest (then `CachedOutputs`); None when other
-    shapes differ."""
+    """The chunks' tensors concatenated example-wise (first `n` rows); text chunks (with a
+    mask) as `CachedOutputs`, those of different lengths padded to the longest, so that a
+    training batch of any composition (grouped by length, say) comes back at its own
+    length; None when other shapes differ."""
     lengths = {int(c.mask.shape[1]) for c in chunks if c.mask is not None}
     if len(lengths) > 1:
         chunks = [_resized(c, max(lengths)) for c in chunks]
@@ -167,7 +168,7 @@ def _stack(chunks: list[Outputs], n: int) -> Outputs | None:
         fields = {f.name: cat([getattr(c, f.name) for c in chunks]) for f in dataclasses.fields(Outputs)}
     except ValueError:
         return None
-    return (CachedOutputs if len(lengths) > 1 else Outputs)(**fields)
+    return (CachedOutputs if lengths else Outputs)(**fields)
 
 
 @torch.no_grad()

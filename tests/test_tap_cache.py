@@ -96,3 +96,27 @@ def test_text_batches_of_different_lengths_come_back_at_their_own_length(registr
         for a, b in zip(got.attentions, live.attentions):
             assert a.shape == b.shape
             torch.testing.assert_close(a[pairs.expand_as(a)], b[pairs.expand_as(b)], rtol=1e-2, atol=2e-2)
+
+
+def test_a_batch_of_short_texts_comes_back_short_even_when_every_chunk_was_full(registry):
+    """Cache chunks in split order all reach max_len, but a length-grouped training batch
+    of short glosses trims to far less: the cached taps must be cut to it as well."""
+    import torch
+
+    from kdbench.plan import RunConfig
+    from kdbench.teacher_cache import teacher_outputs
+    from kdbench.worker import CellWorker
+
+    prepared = CellWorker(RunConfig(profile="smoke", progress=False), registry).pair("minilm-tiny4")
+    train = prepared.splits.train
+    taps = frozenset({"logits", "hidden_states"})
+    cached = teacher_outputs(prepared.teacher, prepared.pair, prepared.splits, taps, 16)
+    idx = torch.argsort(train.lengths)[:16]  # the 16 shortest glosses: one grouped batch
+    with torch.no_grad():
+        live = prepared.pair.forward(prepared.teacher.model, train.index(idx).x, taps)
+    got = cached.rows(idx, torch.float32)
+    assert cached.mask.shape[1] > live.mask.shape[1]  # the premise: this batch is shorter than the cache
+    assert [t.shape for t in got.hidden_states] == [t.shape for t in live.hidden_states]
+    real = live.mask.bool()
+    for a, b in zip(got.hidden_states, live.hidden_states):
+        torch.testing.assert_close(a[real], b[real], rtol=1e-2, atol=2e-2)
