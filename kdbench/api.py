@@ -251,8 +251,9 @@ class Pair:
 class TensorData:
     """One split in memory: `x` a tensor or a dict of tensors (text), `y` int labels.
 
-    `lengths` (CPU, one per example), when the data has them, is each example's real
-    size, e.g. its token count: what `Schedule.extra["group_by_length"]` batches by.
+    `lengths` (one per example, on `y`'s device), when the data has them, is each
+    example's real size, e.g. its token count: what `Schedule.extra["group_by_length"]`
+    batches by. It moves and is indexed with the rest, so a training step never syncs.
     """
 
     x: Tensor | dict[str, Tensor]
@@ -263,7 +264,7 @@ class TensorData:
         return int(self.y.shape[0])
 
     def index(self, idx: Tensor) -> "TensorData":
-        lengths = None if self.lengths is None else self.lengths[idx.cpu()]
+        lengths = None if self.lengths is None else self.lengths[idx]
         if isinstance(self.x, dict):
             return TensorData({k: v[idx] for k, v in self.x.items()}, self.y[idx], lengths)
         return TensorData(self.x[idx], self.y[idx], lengths)
@@ -274,9 +275,10 @@ class TensorData:
         return self.index(torch.arange(n))
 
     def to(self, device: torch.device | str) -> "TensorData":
+        lengths = None if self.lengths is None else self.lengths.to(device)
         if isinstance(self.x, dict):
-            return TensorData({k: v.to(device) for k, v in self.x.items()}, self.y.to(device), self.lengths)
-        return TensorData(self.x.to(device), self.y.to(device), self.lengths)
+            return TensorData({k: v.to(device) for k, v in self.x.items()}, self.y.to(device), lengths)
+        return TensorData(self.x.to(device), self.y.to(device), lengths)
 
 
 @dataclass

@@ -100,7 +100,8 @@ def batch_indices(n: int, batch_size: int, seed: int, device: torch.device | str
 def training_batches(data: TensorData, schedule: Schedule, seed: int) -> Iterator[Tensor]:
     """`data`'s training batches as `schedule` draws them: seeded, on `data`'s device, grouped
     by length in windows of `schedule.extra["group_by_length"]` batches when that is set."""
-    return batch_indices(len(data), schedule.batch_size, seed, data.y.device, lengths=data.lengths,
+    lengths = None if data.lengths is None else data.lengths.cpu()
+    return batch_indices(len(data), schedule.batch_size, seed, data.y.device, lengths=lengths,
                          group=int(schedule.extra.get("group_by_length", 0)))
 
 

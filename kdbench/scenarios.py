@@ -14,7 +14,7 @@ fraction of the zoo teacher's steps, a zoo entry of its own with its own card).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import torch
@@ -101,7 +101,7 @@ def labels_scenario(percent: float) -> Callable[[TensorData, int, int], StudentD
 def noise_scenario(percent: float) -> Callable[[TensorData, int, int], StudentData]:
     def apply(train: TensorData, num_classes: int, seed: int) -> StudentData:
         y, where = flip_labels(train.y, percent, seed, num_classes)
-        return StudentData(TensorData(train.x, y, train.lengths), None,
+        return StudentData(replace(train, y=y), None,
                            {"train_examples": len(train), "noise_percent": percent, "flipped": len(where)})
     return apply
 

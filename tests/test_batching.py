@@ -52,6 +52,7 @@ def test_lengths_follow_the_examples_through_index_take_and_scenarios():
     assert data.index(idx).lengths.tolist() == LENGTHS[idx].tolist()
     assert data.take(4).lengths.tolist() == LENGTHS[:4].tolist()
     assert data.to("cpu").lengths is LENGTHS
+    assert data.to("meta").lengths.device.type == "meta"  # lengths travel with the data: no sync per step
     assert noise_scenario(40)(data, 3, 0).data.lengths is LENGTHS
 
 
