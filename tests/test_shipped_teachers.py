@@ -152,7 +152,7 @@ def test_wheel_contains_the_shipped_teachers(smoke_teacher: Path, tmp_path: Path
     source = tmp_path / "src"
     # build from a copy: an in-tree build would leave build/ and *.egg-info in the checkout
     shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "runs", "results", "results-next", ".pytest_cache", ".benchmarks", "__pycache__", "build", "*.egg-info"))
+        ".git", ".venv", "runs", "results", ".pytest_cache", ".benchmarks", "__pycache__", "build", "*.egg-info"))
     shutil.copytree(smoke_teacher, source / "plugins" / "teachers" / "planted-for-test")
     shipped = sorted(p.parent for p in (source / "plugins" / "teachers").glob("*/card.json"))
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
